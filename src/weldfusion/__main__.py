@@ -1,0 +1,3 @@
+from weldfusion.cli.main import main
+
+raise SystemExit(main())

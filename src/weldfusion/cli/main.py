@@ -1,0 +1,57 @@
+"""The `weldfusion` command (SPEC §10). Bad input ends in one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from weldfusion import __version__
+from weldfusion.cli import data_commands
+from weldfusion.cli.console import err
+from weldfusion.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: one line, exit 2
+        err.print(f"[red]error:[/] {self.prog}: {message}", highlight=False)
+        raise SystemExit(2)
+
+
+def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise InputError(f"`weldfusion {name}` is not implemented yet")
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="weldfusion", description="Quad-modal welding defect detection (video, photos, audio, sensor log).")
+    parser.add_argument("--version", action="version", version=f"weldfusion {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    data_commands.add_synth(commands)
+    data = commands.add_parser("data", help="check a dataset or write a session-disjoint split")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="COMMAND")
+    data_commands.add_check(data_sub)
+    data_commands.add_split(data_sub)
+    for name, text in (("train", "train a model into a run folder"), ("evaluate", "evaluate a run"),
+                       ("predict", "predict weld folders with a run"), ("info", "environment and parameter counts")):  # fmt: skip
+        commands.add_parser(name, help=text).set_defaults(run=_not_yet(name))
+    data_commands.add_demo(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except InputError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

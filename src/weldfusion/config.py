@@ -1,0 +1,201 @@
+"""Configuration as data: typed dataclasses, YAML presets shipped in the package, `--set` overrides.
+
+A preset is a YAML file holding any subset of the fields below; the rest keep their defaults.
+`load_config("cpu", ["train.epochs=3"])` gives the resolved, validated `Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from weldfusion import MODALITIES
+from weldfusion.errors import InputError
+from weldfusion.io import write_text_atomic
+
+SENSOR_CHANNELS: tuple[str, ...] = (
+    "Pressure",
+    "CO2 Weld Flow",
+    "Feed",
+    "Primary Weld Current",
+    "Wire Consumed",
+    "Secondary Weld Voltage",
+)
+
+
+@dataclass
+class VideoData:
+    frames: int = 32  # sampled evenly over the whole clip
+    size: int | None = 224  # crop size; None = the checkpoint processor's crop size
+
+
+@dataclass
+class ImagesData:
+    views: int = 5  # photos per weld; fewer are padded and masked
+    size: int | None = None  # None = the checkpoint processor's crop size
+    tag_box: list[float] | None = None  # [x0, y0, x1, y1] as fractions: paper-tag region to blank out
+
+
+@dataclass
+class AudioData:
+    sample_rate: int = 16000
+    mel_bins: int = 128
+    frames: int = 1024  # fbank frames per clip (10 ms hop)
+    clips: int = 3  # clips spread evenly over the recording
+
+
+@dataclass
+class SensorData:
+    steps: int = 256
+    channels: list[str] = field(default_factory=lambda: list(SENSOR_CHANNELS))
+    current_channel: str = "Primary Weld Current"
+    arc_threshold: float = 5.0  # amperes: arc on when the current exceeds it
+    crop_to_arc: bool = True  # drop the arc-off margins before resampling
+
+
+@dataclass
+class DataConfig:
+    video: VideoData = field(default_factory=VideoData)
+    images: ImagesData = field(default_factory=ImagesData)
+    audio: AudioData = field(default_factory=AudioData)
+    sensor: SensorData = field(default_factory=SensorData)
+    num_workers: int = 2
+    max_video_frames: int = 20000  # decode bound: a clip longer than this is refused
+    max_file_mb: int = 2048  # size bound for any single file
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> Config:
+        d = self.data
+        if d.video.frames < 1 or d.images.views < 1 or d.audio.clips < 1 or d.sensor.steps < 2:
+            raise InputError("config: data.video.frames, data.images.views, data.audio.clips must be >= 1 and data.sensor.steps >= 2")
+        if d.images.tag_box is not None:
+            x0, y0, x1, y1 = _box(d.images.tag_box)
+            if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+                raise InputError(f"config: data.images.tag_box {d.images.tag_box} must be fractions x0<x1, y0<y1 in [0, 1]")
+        if len(d.sensor.channels) < 1 or d.sensor.current_channel not in d.sensor.channels:
+            raise InputError("config: data.sensor.current_channel must be one of data.sensor.channels")
+        return self
+
+
+def _box(values: list[float]) -> tuple[float, float, float, float]:
+    if len(values) != 4:
+        raise InputError(f"config: a box needs 4 numbers, got {values}")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("weldfusion.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(preset: str = "cpu", overrides: list[str] | None = None) -> Config:
+    """Resolve a preset name (or a YAML file path) plus `key=value` overrides into a Config."""
+    data = _read_preset(preset)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item!r}: expected key=value, e.g. train.epochs=5")
+        _assign(data, key.strip().split("."), yaml.safe_load(raw))
+    return from_dict(data).validate()
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    return _build(Config, data, "")
+
+
+def save_config(config: Config, path: Path) -> None:
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _read_preset(preset: str) -> dict[str, Any]:
+    path = Path(preset)
+    if preset.endswith((".yaml", ".yml")):
+        if not path.is_file():
+            raise InputError(f"{preset}: preset file not found")
+        text = path.read_text(encoding="utf-8")
+    elif preset in preset_names():
+        text = resources.files("weldfusion.presets").joinpath(f"{preset}.yaml").read_text(encoding="utf-8")
+    else:
+        raise InputError(f"unknown preset {preset!r}: use one of {', '.join(preset_names())} or a .yaml file")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{preset}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{preset}: a preset must be a mapping of config sections")
+    return data
+
+
+def _assign(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise InputError(f"--set {'.'.join(keys)}: {key} is not a section")
+    data[keys[-1]] = value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise InputError(f"config: {where or 'top level'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"config: unknown key {where}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except InputError:
+                continue
+        raise InputError(f"config: {where}={value!r} has the wrong type (expected {hint})")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"config: {where} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"config: {where} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        raise InputError(f"config: {where}={value!r} must be {hint.__name__}")
+    return value
+
+
+def check_modalities(names: list[str], where: str) -> list[str]:
+    bad = [m for m in names if m not in MODALITIES]
+    if bad or not names or len(set(names)) != len(names):
+        raise InputError(f"config: {where} must be distinct names from {', '.join(MODALITIES)}, got {names}")
+    return names

@@ -1,0 +1,236 @@
+"""Decode one modality file into a numpy array, or raise ModalityError naming the file and the problem.
+
+Readers only decode, select and resample; encoder-specific preprocessing (resize, crop, normalise,
+fbank) lives in `transforms`. Every reader is bounded in time and memory: file size is checked
+before decoding and video decoding keeps only the frames it needs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from math import gcd
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from PIL import Image, UnidentifiedImageError
+from scipy.signal import resample_poly
+
+from weldfusion.errors import ModalityError
+
+MIN_AUDIO_SECONDS = 0.1
+MIN_SENSOR_ROWS = 2
+
+
+@dataclass
+class Decoded:
+    value: np.ndarray
+    notes: list[str] = field(default_factory=list)  # non-fatal findings, reported but not masked
+    valid: np.ndarray | None = None  # per-item validity for multi-item modalities (image views)
+
+
+def check_size(path: Path, max_mb: int) -> None:
+    size = path.stat().st_size
+    if size == 0:
+        raise ModalityError(path, "empty file (0 bytes)")
+    if size > max_mb * 2**20:
+        raise ModalityError(path, f"{size / 2**20:.0f} MiB exceeds the {max_mb} MiB bound (data.max_file_mb)")
+
+
+def evenly_spaced(count: int, wanted: int) -> np.ndarray:
+    """`wanted` indices spread evenly over [0, count), first and last included (repeats if count < wanted)."""
+    return np.linspace(0, count - 1, wanted).round().astype(int)
+
+
+def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], np.ndarray],
+               max_frames: int = 20000, max_mb: int = 2048) -> Decoded:  # fmt: skip
+    """`frames` RGB frames sampled evenly over the clip, each passed through `frame_transform` at once.
+
+    Frames are decoded sequentially (one pass, `grab` for skipped frames) so memory holds only the
+    selected, already transformed frames. A file shorter than its header claims is sampled again over
+    the frames that really decode, and reported.
+    """
+    check_size(path, max_mb)
+    count = frame_count(path)
+    if count > max_frames:
+        raise ModalityError(path, f"header claims {count} frames, above the {max_frames} bound (data.max_video_frames)")
+    if count <= 0:
+        count = _count_decodable(path, max_frames)
+    selected, decoded = _decode_selected(path, evenly_spaced(count, frames), frame_transform)
+    notes = []
+    if decoded < count:
+        if decoded == 0:
+            raise ModalityError(path, "no decodable frame (truncated or not a video)")
+        notes.append(f"truncated: header says {count} frames, {decoded} decode; resampled over those")
+        selected, _ = _decode_selected(path, evenly_spaced(decoded, frames), frame_transform)
+    return Decoded(np.stack(selected), notes)
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        raise ModalityError(path, "cannot be opened as a video (corrupt or not an AVI)")
+    return capture
+
+
+def frame_count(path: Path) -> int:
+    capture = _open(path)
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+
+
+def _count_decodable(path: Path, max_frames: int) -> int:
+    capture = _open(path)
+    count = 0
+    try:
+        while count <= max_frames and capture.grab():
+            count += 1
+    finally:
+        capture.release()
+    if count > max_frames:
+        raise ModalityError(path, f"more than {max_frames} frames (data.max_video_frames)")
+    if count == 0:
+        raise ModalityError(path, "no decodable frame")
+    return count
+
+
+def _decode_selected(path: Path, indices: np.ndarray, transform: Callable[[np.ndarray], np.ndarray],
+                     ) -> tuple[list[np.ndarray], int]:  # fmt: skip
+    """Transformed frames at `indices` (in order, repeats allowed) and how many frames decoded."""
+    capture = _open(path)
+    wanted: dict[int, np.ndarray] = {}
+    targets = set(indices.tolist())
+    last = int(indices.max())
+    position = 0
+    try:
+        while position <= last and capture.grab():
+            if position in targets:
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
+                    raise ModalityError(path, f"frame {position} does not decode")
+                if frame.ndim == 2:
+                    frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+                else:
+                    frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                wanted[position] = transform(frame)
+            position += 1
+    finally:
+        capture.release()
+    if len(wanted) < len(targets):
+        return [], position
+    return [wanted[i] for i in indices.tolist()], position
+
+
+def read_images(paths: tuple[Path, ...], views: int, image_transform: Callable[[Image.Image], np.ndarray],
+                min_size: int, max_mb: int = 2048) -> Decoded:  # fmt: skip
+    """Up to `views` photos (sorted by name), each transformed, stacked, with a view-validity mask.
+
+    A photo that does not decode is masked and reported; if none decodes the modality is unusable.
+    Missing views are masked placeholders. JPEG draft mode decodes at the smallest scale that still
+    covers `min_size` (the transform's resize target), which is most of the decoding cost saved.
+    """
+    notes = []
+    if len(paths) > views:
+        notes.append(f"{len(paths)} photos; using the first {views} by name")
+    arrays: list[np.ndarray | None] = []
+    for path in paths[:views]:
+        try:
+            check_size(path, max_mb)
+            with Image.open(path) as image:
+                image.draft("RGB", (min_size, min_size))
+                arrays.append(image_transform(image.convert("RGB")))
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, ModalityError) as exc:
+            notes.append(f"{path.name}: not a readable image ({first_line(exc)}); view masked")
+            arrays.append(None)
+    valid = np.array([a is not None for a in arrays] + [False] * (views - len(arrays)))
+    if not valid.any():
+        raise ModalityError(paths[0].parent if paths else "images", "no readable photo")
+    shape = next(a for a in arrays if a is not None).shape
+    placeholder = np.zeros(shape, dtype=np.float32)  # masked by `valid`, never read by a model
+    stacked = np.stack([a if a is not None else placeholder for a in arrays] + [placeholder] * (views - len(arrays)))
+    return Decoded(stacked.astype(np.float32), notes, valid)
+
+
+def read_audio(path: Path, sample_rate: int, max_seconds: float = 1200.0, max_mb: int = 2048) -> Decoded:
+    """Mono float32 waveform at `sample_rate` (channels mixed down, resampled when needed)."""
+    check_size(path, max_mb)
+    try:
+        info = sf.info(str(path))
+        if info.frames / max(info.samplerate, 1) > max_seconds:
+            raise ModalityError(path, f"{info.frames / info.samplerate:.0f} s of audio exceeds the {max_seconds:.0f} s bound")
+        wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise ModalityError(path, f"not a readable audio file ({first_line(exc)})") from None
+    notes = []
+    if wave.shape[1] > 1:
+        notes.append(f"{wave.shape[1]} channels mixed to mono")
+    wave = wave.mean(axis=1)
+    if rate != sample_rate:
+        notes.append(f"resampled from {rate} Hz to {sample_rate} Hz")
+        g = gcd(rate, sample_rate)
+        wave = resample_poly(wave, sample_rate // g, rate // g).astype(np.float32)
+    if len(wave) < MIN_AUDIO_SECONDS * sample_rate:
+        raise ModalityError(path, f"only {len(wave) / sample_rate:.3f} s of audio")
+    if not np.isfinite(wave).all():
+        raise ModalityError(path, "audio holds non-finite samples")
+    if float(np.abs(wave).max()) == 0.0:
+        notes.append("audio is digital silence")
+    return Decoded(wave, notes)
+
+
+def read_sensor(path: Path, channels: list[str], steps: int, current_channel: str, arc_threshold: float,
+                crop_to_arc: bool, max_mb: int = 2048) -> Decoded:  # fmt: skip
+    """The named channels resampled to `steps` rows, in raw units (standardisation comes later).
+
+    Header whitespace is stripped and channels are selected by name; timestamps are ignored (some
+    real logs are non-monotonic). Non-numeric or empty cells are interpolated and reported.
+    """
+    check_size(path, max_mb)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            table = pd.read_csv(path, dtype=str, encoding="utf-8-sig", skipinitialspace=True,
+                                keep_default_na=False, on_bad_lines="error")  # fmt: skip
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ModalityError(path, f"not a readable CSV ({first_line(exc)})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    absent = [c for c in channels if c not in table.columns]
+    if absent:
+        raise ModalityError(path, f"missing column(s) {', '.join(absent)} (found: {', '.join(table.columns)})")
+    values = table[channels].apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
+    if len(values) < MIN_SENSOR_ROWS:
+        raise ModalityError(path, f"only {len(values)} data row(s)")
+    notes = []
+    bad = int(values.isna().sum().sum())
+    if bad:
+        dead = [c for c in channels if values[c].isna().all()]
+        if dead:
+            raise ModalityError(path, f"column(s) {', '.join(dead)} hold no number")
+        notes.append(f"{bad} empty or non-numeric cell(s) interpolated")
+        values = values.interpolate(limit_direction="both")
+    array = values.to_numpy(dtype=np.float64)
+    if crop_to_arc:
+        on = np.flatnonzero(array[:, channels.index(current_channel)] > arc_threshold)
+        if len(on) >= MIN_SENSOR_ROWS:
+            array = array[on[0] : on[-1] + 1]
+        else:
+            notes.append(f"no arc-on rows ({current_channel} never > {arc_threshold:g}); whole log used")
+    return Decoded(resample_rows(array, steps).astype(np.float32), notes)
+
+
+def resample_rows(array: np.ndarray, steps: int) -> np.ndarray:
+    """Linear resampling of a (rows, channels) array to `steps` rows over the same span."""
+    source = np.linspace(0.0, 1.0, len(array))
+    target = np.linspace(0.0, 1.0, steps)
+    return np.stack([np.interp(target, source, array[:, c]) for c in range(array.shape[1])], axis=1)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__

@@ -1,0 +1,136 @@
+"""The sample table: one typed record per weld, with its files per modality and what is missing.
+
+A sample's folder is `<root>/<SUBDIRS>`; its files are `<part>.avi`, `<part>.flac`, `<part>.csv` and
+`images/*.jpg` (sorted). Nothing outside the root is ever opened: SUBDIRS that are absolute, contain
+`..` or resolve through a link to outside the root are rejected and reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from weldfusion import MODALITIES
+from weldfusion.data.manifest import Manifest
+from weldfusion.data.problems import Problem
+
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "video": (".avi",),
+    "audio": (".flac",),
+    "sensor": (".csv",),
+    "images": (".jpg", ".jpeg"),
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str  # SUBDIRS: unique (part numbers repeat across sessions)
+    session: str  # DIRECTORY
+    label: int
+    split: str | None
+    folder: Path
+    files: dict[str, tuple[Path, ...]] = field(default_factory=dict)  # modality -> file(s), found ones only
+    missing: dict[str, str] = field(default_factory=dict)  # modality -> why it is unavailable
+
+    @property
+    def part(self) -> str:
+        return PurePosixPath(self.key).name
+
+    def available(self, modality: str) -> bool:
+        return modality in self.files and modality not in self.missing
+
+    def without(self, modality: str, reason: str) -> Sample:
+        """A copy with `modality` marked unavailable for `reason`."""
+        return Sample(self.key, self.session, self.label, self.split, self.folder, self.files,
+                      {**self.missing, modality: reason})  # fmt: skip
+
+
+def _inside(path: Path, base: Path) -> bool:
+    return path.resolve().is_relative_to(base)
+
+
+def locate_files(folder: Path, part: str, modalities: tuple[str, ...] = MODALITIES, within: Path | None = None,
+                 ) -> tuple[dict[str, tuple[Path, ...]], dict[str, str]]:  # fmt: skip
+    """Find each modality's file(s) in a weld folder; files resolving outside `within` are refused."""
+    base = (within or folder).resolve()
+    files: dict[str, tuple[Path, ...]] = {}
+    missing: dict[str, str] = {}
+    for modality in modalities:
+        if modality == "images":
+            found = _images(folder / "images")
+        else:
+            found = _single(folder, part, EXTENSIONS[modality])
+        outside = [p for p in found if not _inside(p, base)]
+        if outside:
+            missing[modality] = f"{outside[0].name} links outside {base}; not opened"
+        elif not found:
+            expected = "images/*.jpg" if modality == "images" else f"{part}{EXTENSIONS[modality][0]}"
+            missing[modality] = f"missing file {expected}"
+        else:
+            empty = [p for p in found if p.stat().st_size == 0]
+            if empty:
+                missing[modality] = f"{empty[0].name} is empty (0 bytes)"
+        if found:
+            files[modality] = found
+    return files, missing
+
+
+def _single(folder: Path, part: str, extensions: tuple[str, ...]) -> tuple[Path, ...]:
+    exact = [folder / f"{part}{ext}" for ext in extensions if (folder / f"{part}{ext}").is_file()]
+    if exact:
+        return (exact[0],)
+    if not folder.is_dir():
+        return ()
+    # Tolerate another stem or upper-case extension when the folder holds exactly one such file.
+    others = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+    return (others[0],) if len(others) == 1 else ()
+
+
+def _images(folder: Path) -> tuple[Path, ...]:
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS["images"]))
+
+
+def resolve_folder(root: Path, key: str) -> tuple[Path | None, str | None]:
+    """The sample folder for a SUBDIRS value, or (None, reason) when it would escape the root."""
+    pure = PurePosixPath(key.replace("\\", "/"))
+    if pure.is_absolute() or Path(key).is_absolute():
+        return None, "SUBDIRS is an absolute path; rejected, not opened"
+    if ".." in pure.parts:
+        return None, "SUBDIRS contains '..'; rejected, not opened"
+    folder = root / pure
+    if not _inside(folder, root.resolve()):
+        return None, "SUBDIRS resolves outside the dataset root (link); rejected, not opened"
+    return folder, None
+
+
+def build_samples(root: Path, manifest: Manifest, modalities: tuple[str, ...] = MODALITIES,
+                  ) -> tuple[list[Sample], list[Problem]]:  # fmt: skip
+    """Samples of every usable manifest row, plus the problems found (rejected rows, missing files)."""
+    root = Path(root)
+    problems: list[Problem] = []
+    samples: list[Sample] = []
+    for row in manifest.table.itertuples(index=False):
+        folder, reason = resolve_folder(root, row.key)
+        if folder is None:
+            problems.append(Problem(row.key, None, f"row {row.line}: {reason}"))
+            continue
+        if not folder.is_dir():
+            problems.append(Problem(row.key, None, f"row {row.line}: folder {folder} not found"))
+            files, missing = {}, {m: "sample folder not found" for m in modalities}
+        else:
+            files, missing = locate_files(folder, PurePosixPath(row.key).name, modalities, within=root.resolve())
+            problems.extend(Problem(row.key, m, why) for m, why in missing.items())
+        samples.append(Sample(row.key, row.session, int(row.label), row.split, folder, files, missing))
+    return samples, problems
+
+
+def samples_frame(samples: list[Sample], modalities: tuple[str, ...] = MODALITIES) -> pd.DataFrame:
+    """The sample table as a DataFrame (key, session, label, split, one availability column per modality)."""
+    return pd.DataFrame(
+        [{"key": s.key, "session": s.session, "label": s.label, "split": s.split,
+          **{m: s.available(m) for m in modalities}} for s in samples]  # fmt: skip
+    )

@@ -1,0 +1,194 @@
+"""Write a synthetic dataset in the real on-disk format of the Intel welding dataset.
+
+`<out>/manifest.csv` with the real columns; `<out>/<session>/<part>/<part>.avi` (MPEG-4 Part 2,
+FourCC FMP4, 30/31 fps, grayscale), `<part>.flac` (16 kHz mono 16-bit), `<part>.csv` (the verbatim
+header, ~8.6 Hz rows with arc-off margins) and `images/*.jpg` (5 views). Deterministic given the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from weldfusion.data.categories import CATEGORIES, GOOD
+from weldfusion.data.manifest import COLUMNS
+from weldfusion.data.split import make_split
+from weldfusion.io import write_atomic
+from weldfusion.synth import render
+
+SIZES: dict[str, dict[str, tuple[int, int]]] = {
+    "small": {"video": (160, 100), "photo": (240, 108)},
+    "real": {"video": (960, 600), "photo": (2000, 900)},  # the real files' resolutions
+}
+SENSOR_HEADER = "Date,Time,Part No,Pressure,CO2 Weld Flow,Feed,Primary Weld Current,Wire Consumed,Secondary Weld Voltage,Remarks"
+SLUGS = {
+    0: "good_weld", 1: "excessive_penetration", 2: "burnthrough_weld", 3: "porosity", 4: "porosity_w_excessive_penetration",
+    5: "undercut", 6: "overlap", 7: "lack_of_fusion", 8: "excessive_convexity", 9: "spatter", 10: "warping",
+    11: "crater_cracks",
+}  # fmt: skip
+AUDIO_RATE = 16000
+VIEWS = 5
+
+
+@dataclass(frozen=True)
+class Weld:
+    """Everything needed to write one weld: where, what, and the seeds of its randomness."""
+
+    session: str
+    part: str
+    label: int
+    recipe: render.Recipe
+    date: datetime
+    seed: tuple[int, ...]
+    seconds: float
+    size: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.session}/{self.part}"
+
+
+def plan(per_class: int, seconds: float, size: str, seed: int, session_size: int = 4) -> list[Weld]:
+    """Sessions of each class (Good gets twice as many welds, as in the real data), with recipe twins.
+
+    A class gets at least 5 sessions when it has the welds for them, so that a session-disjoint
+    60/20/20 split leaves several sessions for training.
+    """
+    rng = np.random.default_rng([seed, 0])
+    welds: list[Weld] = []
+    serial = 0
+    for label in range(len(CATEGORIES)):
+        count = per_class * (2 if label == GOOD else 1)
+        sessions = min(count, max(5, math.ceil(count / session_size)))
+        names, recipes, dates = [], [], []
+        for s in range(sessions):
+            date = datetime(2022, 9, 1) + timedelta(days=int(rng.integers(0, 200)))
+            steel = str(rng.choice(["Fe410", "BSK46"]))
+            if s == sessions - 1 and sessions >= 4:  # a "top-up" twin of the first session
+                names.append(f"2_{names[0]}")
+                recipes.append(recipes[0])
+            else:
+                names.append(f"{SLUGS[label]}_{s + 1}_{date:%m-%d-%y}_{steel}")
+                recipes.append(render.session_recipe(rng, render.SIGNATURES[label][3]))
+            dates.append(date)
+        for i in range(count):
+            s = i % sessions
+            serial += 1
+            part = f"{dates[s]:%m-%d-%y}-{serial:04d}-{label:02d}"
+            welds.append(Weld(names[s], part, label, recipes[s], dates[s], (seed, serial), seconds, size))
+    return welds
+
+
+def manifest_rows(welds: list[Weld], split: str, seed: int) -> pd.DataFrame:
+    sessions = pd.Series([w.session for w in welds]).value_counts()
+    rows = pd.DataFrame([
+        {"CATEGORY": CATEGORIES[w.label], "WELD_TYPE": "FILLET" if "Fe410" in w.session else "NON_FILLET",
+         "THICKNESS_MM": 3 if w.label in (1, 2) else 7, "STEEL_TYPE": w.session.rsplit("_", 1)[-1].upper(),
+         "SAMPLES": int(sessions[w.session]), "CURRENT_A": 5 * round(w.recipe.current / 5),
+         "VOLTAGE_V": round(w.recipe.voltage * 2) / 2,
+         "GAS_BAR": w.recipe.gas_bar, "ROBOT_SPEED_CPM": w.recipe.speed, "DIRECTORY": w.session,
+         "SUBDIRS": w.key, "SPLIT": ""}
+        for w in welds
+    ], columns=list(COLUMNS))  # fmt: skip
+    rows["SPLIT"] = assign_splits(welds, split, seed)
+    return rows
+
+
+def assign_splits(welds: list[Weld], split: str, seed: int) -> list[str]:
+    """`official`: TRAIN is Good only and sessions cross VAL/TEST (like the real split);
+    `supervised`: weldfusion's own session-disjoint split with every class in every split."""
+    if split == "official":
+        rng = np.random.default_rng([seed, 1])
+        out = []
+        for w in welds:
+            if w.label == GOOD:
+                out.append(str(rng.choice(["TRAIN", "VAL", "TEST"], p=[0.6, 0.2, 0.2])))
+            else:
+                out.append(str(rng.choice(["VAL", "TEST"])))
+        return out
+    if split != "supervised":
+        raise ValueError(f"unknown split kind {split!r}: use supervised or official")
+    table = pd.DataFrame({"key": [w.key for w in welds], "session": [w.session for w in welds],
+                          "label": [w.label for w in welds]})  # fmt: skip
+    result = make_split(table, val=0.2, test=0.2, seed=seed)
+    return [result.splits[w.key].upper() for w in welds]
+
+
+def write_weld(root: Path, weld: Weld) -> None:
+    """Write the four recordings of one weld into `<root>/<session>/<part>/`."""
+    folder = root / weld.session / weld.part
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    video_state, photo_state, audio_state, sensor_state = render.SIGNATURES[weld.label]
+    rng = {m: np.random.default_rng([*weld.seed, i]) for i, m in enumerate(("time", "video", "photo", "audio", "sensor"))}
+    sizes = SIZES[weld.size]
+    # each recording starts and stops on its own clock (real modalities are not synchronised)
+    video_t, audio_t, sensor_t = (render.timing(rng["time"], weld.seconds) for _ in range(3))
+
+    def video(tmp: Path) -> None:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FMP4"), weld.recipe.fps, sizes["video"], isColor=False)
+        for frame in render.video_frames(rng["video"], video_state, weld.recipe, video_t, sizes["video"]):
+            writer.write(frame)
+        writer.release()
+
+    write_atomic(folder / f"{weld.part}.avi", video, suffix=".avi")
+    wave = render.audio_wave(rng["audio"], audio_state, weld.recipe, audio_t, AUDIO_RATE)
+    write_atomic(folder / f"{weld.part}.flac", lambda tmp: sf.write(tmp, wave, AUDIO_RATE, subtype="PCM_16", format="FLAC"))
+    write_atomic(folder / f"{weld.part}.csv", lambda tmp: tmp.write_text(sensor_csv(weld, rng["sensor"], sensor_state, sensor_t)))
+    tag = f"{weld.part}"
+    for view in range(VIEWS):
+        image = render.photo(rng["photo"], photo_state, weld.recipe, sizes["photo"], view, tag)
+        write_atomic(folder / "images" / f"{weld.part}_{view + 1}.jpg", lambda tmp: image.save(tmp, format="JPEG", quality=90))
+
+
+def sensor_csv(weld: Weld, rng: np.random.Generator, state: int, timing: render.Timing) -> str:
+    rows = render.sensor_rows(rng, state, weld.recipe, timing)
+    start = weld.date + timedelta(hours=9 + int(rng.integers(0, 8)), minutes=int(rng.integers(0, 60)))
+    lines = [SENSOR_HEADER]
+    for i, values in enumerate(rows):
+        stamp = start + timedelta(seconds=i / render.SENSOR_RATE)
+        numbers = ",".join(f"{v:.2f}" for v in values)
+        lines.append(f"{stamp:%m-%d-%y},{stamp:%H:%M:%S.%f}"[:-3] + f",{weld.part},{numbers},")
+    return "\n".join(lines) + "\n"
+
+
+def synthesize(out: Path, per_class: int = 8, seconds: float = 4.0, size: str = "small", split: str = "supervised",
+               seed: int = 0, workers: int = 2, progress: Callable[[int, int], None] | None = None) -> Path:  # fmt: skip
+    """Write the whole dataset; returns the manifest path. `progress(done, total)` is called per weld."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}: use small or real")
+    if per_class < 1 or seconds <= 0:
+        raise ValueError("per_class must be >= 1 and seconds > 0")
+    out = Path(out)
+    welds = plan(per_class, seconds, size, seed)
+    rows = manifest_rows(welds, split, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
+        for done, _ in enumerate(pool.map(write_weld, [out] * len(welds), welds), start=1):
+            if progress:
+                progress(done, len(welds))
+    manifest = out / "manifest.csv"
+    write_atomic(manifest, lambda tmp: rows.to_csv(tmp, index=False))
+    return manifest
+
+
+class _Inline:
+    """A one-process stand-in for ProcessPoolExecutor (map runs in the caller)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    @staticmethod
+    def map(fn: Callable, *iterables):  # type: ignore[no-untyped-def]
+        return map(fn, *iterables)
