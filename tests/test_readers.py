@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
+from transformers import ASTFeatureExtractor, BitImageProcessorPil
 
 from weldfusion.data.readers import evenly_spaced, read_audio, read_images, read_sensor, read_video
-from weldfusion.data.transforms import FBANK_HOP, AudioTransform, ImageTransform, VideoTransform, dinov2_processor
+from weldfusion.data.transforms import FBANK_HOP, AudioTransform, ImageTransform, ResizeCrop
 from weldfusion.errors import ModalityError
 from weldfusion.synth.generate import SENSOR_HEADER
 
@@ -69,7 +70,7 @@ def test_unreadable_video_raises_naming_the_file(tmp_path, payload):
 
 
 def test_video_transform_follows_vjepa2_steps():
-    t = VideoTransform(crop=224)
+    t = ResizeCrop.for_crop(224)
     assert t.short_edge == 256
     frame = np.zeros((600, 960, 3), np.uint8)
     frame[:, 480:] = 255  # right half white
@@ -91,8 +92,8 @@ def make_jpeg(path, size=(400, 180), color=(120, 130, 140)):
 
 def test_images_padded_and_masked(tmp_path):
     paths = tuple(make_jpeg(tmp_path / f"{i}.jpg") for i in range(3))
-    transform = ImageTransform(dinov2_processor(56))
-    decoded = read_images(paths, 5, transform, transform.min_size)
+    transform = ImageTransform(ResizeCrop.for_crop(56))
+    decoded = read_images(paths, 5, transform, transform.resize.short_edge)
     assert decoded.value.shape == (5, 3, 56, 56)
     assert decoded.valid.tolist() == [True, True, True, False, False]
 
@@ -101,18 +102,32 @@ def test_corrupt_photo_is_masked_not_fatal(tmp_path):
     good = make_jpeg(tmp_path / "a.jpg")
     bad = tmp_path / "b.jpg"
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
-    transform = ImageTransform(dinov2_processor(56))
-    decoded = read_images((good, bad), 5, transform, transform.min_size)
+    transform = ImageTransform(ResizeCrop.for_crop(56))
+    decoded = read_images((good, bad), 5, transform, transform.resize.short_edge)
     assert decoded.valid.tolist() == [True, False, False, False, False]
     assert "b.jpg: not a readable image" in decoded.notes[0]
     with pytest.raises(ModalityError, match="no readable photo"):
-        read_images((bad,), 5, transform, transform.min_size)
+        read_images((bad,), 5, transform, transform.resize.short_edge)
+
+
+def test_image_preprocessing_matches_dinov2_processor():
+    """Same steps as facebook/dinov2-base's processor; only the resampling filter differs (area vs bicubic)."""
+    processor = BitImageProcessorPil(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
+                                     image_mean=list(ResizeCrop.for_crop(224).mean), image_std=list(ResizeCrop.for_crop(224).std),
+                                     resample=Image.Resampling.BICUBIC)  # fmt: skip
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (45, 100, 3)).astype(np.uint8)
+    image = Image.fromarray(base).resize((2000, 900), Image.Resampling.BILINEAR)  # smooth, photo-like content
+    ours = ImageTransform(ResizeCrop.for_crop(224))(image)
+    theirs = processor(images=image, return_tensors="np")["pixel_values"][0]
+    assert ours.shape == theirs.shape == (3, 224, 224)
+    assert np.abs(ours - theirs).mean() < 0.02
 
 
 def test_tag_box_is_blanked_to_the_mean():
     image = Image.new("RGB", (200, 100), (255, 255, 255))
-    masked = ImageTransform(dinov2_processor(56), tag_box=[0.0, 0.0, 1.0, 1.0])(image)
-    plain = ImageTransform(dinov2_processor(56))(image)
+    masked = ImageTransform(ResizeCrop.for_crop(56), tag_box=[0.0, 0.0, 1.0, 1.0])(image)
+    plain = ImageTransform(ResizeCrop.for_crop(56))(image)
     assert np.abs(masked).max() < 0.03  # mean colour normalises to ~0
     assert plain.min() > 1.0
 
@@ -126,12 +141,14 @@ def test_audio_mono_mix_resample_and_fbank(tmp_path):
     decoded = read_audio(path, 16000)
     assert decoded.value.shape[0] == pytest.approx(48000, abs=2)
     assert any("mixed to mono" in n for n in decoded.notes) and any("resampled" in n for n in decoded.notes)
-    from transformers import ASTFeatureExtractor
-
-    transform = AudioTransform(ASTFeatureExtractor(num_mel_bins=64, max_length=100), clips=3)
+    extractor = ASTFeatureExtractor(num_mel_bins=64, max_length=100)
+    transform = AudioTransform(extractor, clips=3)
     assert transform.window == 99 * FBANK_HOP + 400
     features = transform(decoded.value)
     assert features.shape == (3, 100, 64)
+    starts = np.linspace(0, len(decoded.value) - transform.window, 3).round().astype(int)
+    reference = extractor([decoded.value[s : s + transform.window] for s in starts], sampling_rate=16000, return_tensors="np")
+    np.testing.assert_allclose(features, reference["input_values"], atol=1e-5)  # AST's own extractor, same numbers
     # clips are spread evenly: the first starts at 0, the last ends at the end of the recording
     peak_bin = features[0].mean(axis=0).argmax()
     assert features[:, :, peak_bin].mean() > features.mean()

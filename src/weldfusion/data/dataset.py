@@ -34,7 +34,7 @@ class SampleInputs:
 
 def input_shapes(config: Config, transforms: Transforms) -> dict[str, tuple[int, ...]]:
     d = config.data
-    image, audio = transforms.images.crop, transforms.audio.extractor
+    image, audio = transforms.images.resize.crop, transforms.audio.extractor
     return {
         "video": (d.video.frames, 3, transforms.video.crop, transforms.video.crop),
         "images": (d.images.views, 3, image, image),
@@ -55,7 +55,7 @@ def decode_modality(sample: Sample, modality: str, config: Config, transforms: T
         decoded = read_video(files[0], d.video.frames, transforms.video.frame, d.max_video_frames, d.max_file_mb)
         decoded.value = transforms.video.normalise(decoded.value)
     elif modality == "images":
-        decoded = read_images(files, d.images.views, transforms.images, transforms.images.min_size, d.max_file_mb)
+        decoded = read_images(files, d.images.views, transforms.images, transforms.images.resize.short_edge, d.max_file_mb)
     elif modality == "audio":
         decoded = read_audio(files[0], d.audio.sample_rate, max_mb=d.max_file_mb)
         decoded.value = transforms.audio(decoded.value)

@@ -192,18 +192,20 @@ def read_sensor(path: Path, channels: list[str], steps: int, current_channel: st
     real logs are non-monotonic). Non-numeric or empty cells are interpolated and reported.
     """
     check_size(path, max_mb)
+    wanted = set(channels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-            table = pd.read_csv(path, dtype=str, encoding="utf-8-sig", skipinitialspace=True,
-                                keep_default_na=False, on_bad_lines="error")  # fmt: skip
+            table = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, on_bad_lines="error",
+                                usecols=lambda c: str(c).strip() in wanted)  # fmt: skip
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ModalityError(path, f"not a readable CSV ({first_line(exc)})") from None
     table.columns = [str(c).strip() for c in table.columns]
     absent = [c for c in channels if c not in table.columns]
     if absent:
-        raise ModalityError(path, f"missing column(s) {', '.join(absent)} (found: {', '.join(table.columns)})")
-    values = table[channels].apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
+        header = path.open(encoding="utf-8-sig", errors="replace").readline().strip()
+        raise ModalityError(path, f"missing column(s) {', '.join(absent)} (header: {header[:200]})")
+    values = table[channels].apply(lambda col: col if col.dtype.kind in "fi" else pd.to_numeric(col.astype(str).str.strip(), errors="coerce"))
     if len(values) < MIN_SENSOR_ROWS:
         raise ModalityError(path, f"only {len(values)} data row(s)")
     notes = []

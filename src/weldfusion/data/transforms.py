@@ -1,11 +1,13 @@
 """Encoder-specific preprocessing: decoded arrays -> the tensors an encoder expects (SPEC §2).
 
-- video: V-JEPA 2's video processor steps (its transformers class needs torchvision, which we do
-  not use): resize the shortest edge to crop*256/224, centre crop, /255, mean/std.
-- images: DINOv2's own image processor from transformers (`BitImageProcessorPil`), after blanking
-  the paper-tag box when configured.
-- audio: AST's own feature extractor (`ASTFeatureExtractor`, log-mel fbank, its mean/std),
-  applied to clips spread evenly over the recording.
+- video (V-JEPA 2) and images (DINOv2) share one recipe with each checkpoint's own parameters:
+  resize the shortest edge, centre crop, /255, mean/std. V-JEPA 2's transformers processor needs
+  torchvision, which we do not use, so the steps are implemented here; DINOv2's processor settings
+  are the same steps. Resizing uses OpenCV's area filter (antialiased; 5x faster than PIL bicubic,
+  mean difference to transformers' DINOv2 processor ~0.01 in normalised units, see tests).
+- images: the paper-tag box is blanked to the mean colour first when configured.
+- audio: AST's own log-mel fbank (transformers' Kaldi-compatible spectrogram with the feature
+  extractor's filters, window and normalisation), on clips spread evenly over the recording.
 - sensor: per-channel standardisation with statistics of the training split, stored with the run.
 """
 
@@ -18,7 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
-from transformers import ASTFeatureExtractor, BitImageProcessorPil
+from transformers import ASTFeatureExtractor
+from transformers.audio_utils import spectrogram_batch
 
 from weldfusion.config import Config
 from weldfusion.errors import InputError
@@ -31,48 +34,44 @@ FBANK_WINDOW = 400  # 25 ms
 
 
 @dataclass(frozen=True)
-class VideoTransform:
+class ResizeCrop:
+    """Shortest edge -> `short_edge`, centre crop `crop` x `crop`, then /255 and mean/std."""
+
+    short_edge: int
     crop: int
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
-    @property
-    def short_edge(self) -> int:
-        return int(self.crop * 256 / 224)
+    @classmethod
+    def for_crop(cls, crop: int, **kwargs: tuple[float, ...]) -> ResizeCrop:
+        """The V-JEPA 2 / DINOv2 convention: shortest edge = crop * 256 / 224."""
+        return cls(int(crop * 256 / 224), crop, **kwargs)
 
     def frame(self, rgb: np.ndarray) -> np.ndarray:
-        """One uint8 RGB frame -> shortest edge resized, centre-cropped uint8 (crop, crop, 3)."""
+        """One uint8 RGB image (H, W, 3) -> resized, centre-cropped uint8 (crop, crop, 3)."""
         height, width = rgb.shape[:2]
-        scale = self.short_edge / min(height, width)
-        size = (max(self.short_edge, round(width * scale)), max(self.short_edge, round(height * scale)))
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        resized = cv2.resize(rgb, size, interpolation=interpolation)
+        short, long = sorted((height, width))
+        resized_long = int(self.short_edge * long / short)  # as transformers computes it
+        size = (self.short_edge, resized_long) if width < height else (resized_long, self.short_edge)
+        interpolation = cv2.INTER_AREA if short > self.short_edge else cv2.INTER_LINEAR
+        resized = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=interpolation)
         top, left = (size[1] - self.crop) // 2, (size[0] - self.crop) // 2
         return resized[top : top + self.crop, left : left + self.crop]
 
     def normalise(self, frames: np.ndarray) -> np.ndarray:
-        """(T, H, W, 3) uint8 -> (T, 3, H, W) float32: /255 then mean/std."""
+        """(N, H, W, 3) uint8 -> (N, 3, H, W) float32."""
         x = frames.astype(np.float32) / 255.0
         x = (x - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 class ImageTransform:
-    """One PIL photo -> (3, S, S) float32 through DINOv2's image processor, tag box blanked first."""
+    """One PIL photo -> (3, crop, crop) float32; the tag box is blanked to the mean colour first."""
 
-    def __init__(self, processor: BitImageProcessorPil, tag_box: list[float] | None = None):
-        self.processor = processor
+    def __init__(self, resize: ResizeCrop, tag_box: list[float] | None = None):
+        self.resize = resize
         self.tag_box = tag_box
-        self.fill = tuple(int(round(255 * m)) for m in processor.image_mean)  # becomes 0 after normalising
-
-    @property
-    def min_size(self) -> int:
-        size = self.processor.size
-        return int(size.get("shortest_edge") or min(size.get("height", 0), size.get("width", 0)))
-
-    @property
-    def crop(self) -> int:
-        return int(self.processor.crop_size["height"])
+        self.fill = tuple(int(round(255 * m)) for m in resize.mean)  # becomes ~0 after normalising
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         if self.tag_box is not None:
@@ -80,17 +79,7 @@ class ImageTransform:
             width, height = image.size
             x0, y0, x1, y1 = self.tag_box
             ImageDraw.Draw(image).rectangle((x0 * width, y0 * height, x1 * width, y1 * height), fill=self.fill)
-        return self.processor(images=image, return_tensors="np")["pixel_values"][0].astype(np.float32)
-
-
-def dinov2_processor(crop: int) -> BitImageProcessorPil:
-    """The settings of facebook/dinov2-base's preprocessor_config.json, for a given crop size."""
-    return BitImageProcessorPil(
-        do_resize=True, size={"shortest_edge": int(crop * 256 / 224)}, resample=Image.Resampling.BICUBIC,
-        do_center_crop=True, crop_size={"height": crop, "width": crop}, do_rescale=True,
-        rescale_factor=1 / 255, do_normalize=True, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
-        do_convert_rgb=True,
-    )  # fmt: skip
+        return self.resize.normalise(self.resize.frame(np.asarray(image))[None])[0]
 
 
 class AudioTransform:
@@ -106,10 +95,22 @@ class AudioTransform:
         return (self.extractor.max_length - 1) * FBANK_HOP + FBANK_WINDOW
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
+        """Same numbers as `extractor(pieces)` (tested), batched instead of a Python loop per frame."""
+        ex = self.extractor
         starts = np.linspace(0, max(len(wave) - self.window, 0), self.clips).round().astype(int)
         pieces = [wave[s : s + self.window] for s in starts]
-        features = self.extractor(pieces, sampling_rate=self.extractor.sampling_rate, return_tensors="np")
-        return features["input_values"].astype(np.float32)
+        if not hasattr(ex, "mel_filters"):  # torchaudio present: the extractor uses its Kaldi fbank
+            return ex(pieces, sampling_rate=ex.sampling_rate, return_tensors="np")["input_values"].astype(np.float32)
+        fbanks = spectrogram_batch(
+            pieces, ex.window, frame_length=FBANK_WINDOW, hop_length=FBANK_HOP, fft_length=512, power=2.0,
+            center=False, preemphasis=0.97, mel_filters=ex.mel_filters, log_mel="log",
+            mel_floor=1.192092955078125e-07, remove_dc_offset=True,
+        )  # fmt: skip
+        out = np.zeros((self.clips, ex.max_length, ex.num_mel_bins), np.float32)  # AST pads with 0 before normalising
+        for i, fbank in enumerate(fbanks):
+            frames = fbank.T[: ex.max_length]
+            out[i, : len(frames)] = frames
+        return ex.normalize(out).astype(np.float32) if ex.do_normalize else out
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class SensorStats:
 class Transforms:
     """The preprocessing of every modality for one configuration."""
 
-    video: VideoTransform
+    video: ResizeCrop
     images: ImageTransform
     audio: AudioTransform
 
@@ -155,7 +156,7 @@ def default_transforms(config: Config) -> Transforms:
     extractor = ASTFeatureExtractor(num_mel_bins=d.audio.mel_bins, max_length=d.audio.frames,
                                     sampling_rate=d.audio.sample_rate)  # fmt: skip
     return Transforms(
-        video=VideoTransform(crop=d.video.size or 256),
-        images=ImageTransform(dinov2_processor(d.images.size or 224), d.images.tag_box),
+        video=ResizeCrop.for_crop(d.video.size or 256),
+        images=ImageTransform(ResizeCrop.for_crop(d.images.size or 224), d.images.tag_box),
         audio=AudioTransform(extractor, d.audio.clips),
     )
