@@ -25,7 +25,7 @@ from weldfusion.config import load_config
 from weldfusion.data.dataset import decode_modality
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import Sample, build_samples
-from weldfusion.data.transforms import default_transforms
+from weldfusion.models.preprocessing import build_transforms
 from weldfusion.synth.generate import synthesize
 
 MODALITIES = ("video", "images", "audio", "sensor")
@@ -74,7 +74,7 @@ def main() -> dict:
         samples, _ = build_samples(root, read_manifest(root / "manifest.csv"))
         samples = samples[: args.welds]
         config = load_config("full")
-        transforms = default_transforms(config)
+        transforms = build_transforms(config)
         results = {}
         print(f"{len(samples)} welds, real resolutions, full-preset shapes; samples/s (higher is better)")
         print(f"{'modality':<8} {'ours':>8} {'raw':>8} {'ratio':>7}")

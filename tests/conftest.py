@@ -91,3 +91,53 @@ def corrupt_root(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     keys["unknown_category"] = unknown["SUBDIRS"].iloc[0]
     keys["escape"] = "../outside/12-01-22-9999-00"
     return {"root": root, "keys": keys}
+
+
+TINY_ARCH = {
+    "video": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "patch_size": 8, "tubelet_size": 2,
+              "crop_size": 32, "frames_per_clip": 4, "pred_hidden_size": 16, "pred_num_hidden_layers": 1,
+              "pred_num_attention_heads": 2},
+    "images": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "patch_size": 8, "image_size": 32},
+    "audio": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+              "num_mel_bins": 32, "max_length": 64, "patch_size": 16, "frequency_stride": 16, "time_stride": 16},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny V-JEPA 2 / DINOv2 / AST saved with save_pretrained (random weights), with processor files."""
+    import json
+
+    import torch
+    from transformers import ASTConfig, ASTModel, Dinov2Config, Dinov2Model, VJEPA2Config, VJEPA2Model
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    classes = {"video": (VJEPA2Model, VJEPA2Config), "images": (Dinov2Model, Dinov2Config), "audio": (ASTModel, ASTConfig)}
+    processors = {
+        "video": ("video_preprocessor_config.json", {"crop_size": {"height": 32, "width": 32}, "size": {"shortest_edge": 36},
+                                                     "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}),
+        "images": ("preprocessor_config.json", {"crop_size": {"height": 32, "width": 32}, "size": {"shortest_edge": 40},
+                                                "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}),
+        "audio": ("preprocessor_config.json", {"feature_extractor_type": "ASTFeatureExtractor", "num_mel_bins": 32,
+                                               "max_length": 64, "mean": -5.0, "std": 4.0, "sampling_rate": 16000}),
+    }  # fmt: skip
+    out = {}
+    for modality, (model_class, config_class) in classes.items():
+        torch.manual_seed(0)
+        folder = root / modality
+        model_class(config_class(**TINY_ARCH[modality])).save_pretrained(folder)
+        name, settings = processors[modality]
+        (folder / name).write_text(json.dumps(settings))
+        out[modality] = folder
+    return out
+
+
+def tiny_config(checkpoints: dict[str, Path], **overrides: str) -> Config:
+    """The cpu preset pointed at the tiny saved checkpoints (loaded through from_pretrained)."""
+    sets = [f"model.{m}.pretrained={checkpoints[m]}" for m in ("video", "images", "audio")]
+    sets += [f"model.{m}.arch={{}}" for m in ("video", "images", "audio")]
+    sets += ["data.video.size=null", "data.images.size=null", "data.video.frames=4", "data.sensor.steps=16",
+             "model.sensor.d_model=16", "model.sensor.heads=2", "model.sensor.ff=32",
+             "model.fusion.dim=32", "model.fusion.heads=4", "model.fusion.hidden=64", "model.embedding_dim=32"]  # fmt: skip
+    sets += [f"{k}={v}" for k, v in overrides.items()]
+    return load_config("cpu", sets)

@@ -6,12 +6,13 @@ from weldfusion import MODALITIES
 from weldfusion.data.dataset import WeldDataset, decode_sample, input_shapes
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
-from weldfusion.data.transforms import SensorStats, default_transforms
+from weldfusion.data.transforms import SensorStats
+from weldfusion.models.preprocessing import build_transforms
 
 
 def test_synthetic_weld_decodes_to_configured_shapes(synth_root, cpu_config):
     samples, _ = build_samples(synth_root, read_manifest(synth_root / "manifest.csv"))
-    transforms = default_transforms(cpu_config)
+    transforms = build_transforms(cpu_config)
     shapes = input_shapes(cpu_config, transforms)
     decoded = decode_sample(samples[0], list(MODALITIES), cpu_config, transforms)
     assert decoded.problems == {}
@@ -27,7 +28,7 @@ def test_broken_modalities_are_masked_with_reasons(corrupt_root, cpu_config):
     root, keys = corrupt_root["root"], corrupt_root["keys"]
     samples, _ = build_samples(root, read_manifest(root / "manifest.csv", require_split=False))
     by_key = {s.key: s for s in samples}
-    transforms = default_transforms(cpu_config)
+    transforms = build_transforms(cpu_config)
 
     def decode(name):
         return decode_sample(by_key[keys[name]], list(MODALITIES), cpu_config, transforms)
@@ -47,7 +48,7 @@ def test_broken_modalities_are_masked_with_reasons(corrupt_root, cpu_config):
 
 def test_torch_dataset_collates_and_standardises(synth_root, cpu_config):
     samples, _ = build_samples(synth_root, read_manifest(synth_root / "manifest.csv"))
-    transforms = default_transforms(cpu_config)
+    transforms = build_transforms(cpu_config)
     raw = [decode_sample(s, ["sensor"], cpu_config, transforms).arrays["sensor"] for s in samples[:10]]
     stats = SensorStats.fit(cpu_config.data.sensor.channels, raw)
     loader = DataLoader(WeldDataset(samples[:10], list(MODALITIES), cpu_config, transforms, stats), batch_size=5)

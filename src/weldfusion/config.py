@@ -46,9 +46,7 @@ class ImagesData:
 @dataclass
 class AudioData:
     sample_rate: int = 16000
-    mel_bins: int = 128
-    frames: int = 1024  # fbank frames per clip (10 ms hop)
-    clips: int = 3  # clips spread evenly over the recording
+    clips: int = 3  # clips spread evenly over the recording; frames and mel bins per clip come from the AST config
 
 
 @dataclass
@@ -72,15 +70,83 @@ class DataConfig:
 
 
 @dataclass
+class EncoderConfig:
+    """A pretrained transformers backbone (V-JEPA 2, DINOv2 or AST)."""
+
+    pretrained: str | None = None  # hub id or local folder; None = random init from `arch`
+    arch: dict[str, Any] = field(default_factory=dict)  # config fields of the backbone (random init, or info)
+    freeze: bool = True
+    unfreeze_last: int = 0  # with freeze: also train the last k transformer blocks
+    init_seed: int = 0  # random init only
+    pool_tokens: int | None = None  # average-pool each clip/view's tokens to this many (keeps the cache small)
+    aggregate: str = "mean"  # images: how views combine: mean | max | concat
+
+
+@dataclass
+class SensorEncoderConfig:
+    """Transformer encoder over the sensor log, trained from scratch."""
+
+    d_model: int = 256
+    layers: int = 4
+    heads: int = 8
+    ff: int = 1024
+    dropout: float = 0.1
+    positions: str = "learned"  # learned | sinusoidal
+
+
+@dataclass
+class FusionConfig:
+    kind: str = "cross_attention"  # cross_attention | simple
+    dim: int = 512
+    tokens: int = 4
+    heads: int = 8
+    dropout: float = 0.1
+    hidden: int = 1024
+
+
+@dataclass
+class ModelConfig:
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    video: EncoderConfig = field(default_factory=lambda: EncoderConfig(pretrained="facebook/vjepa2-vitl-fpc64-256", pool_tokens=256))
+    images: EncoderConfig = field(default_factory=lambda: EncoderConfig(pretrained="facebook/dinov2-base", pool_tokens=64))
+    audio: EncoderConfig = field(default_factory=lambda: EncoderConfig(pretrained="MIT/ast-finetuned-audioset-14-14-0.443", pool_tokens=128))
+    sensor: SensorEncoderConfig = field(default_factory=SensorEncoderConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    embedding_dim: int = 512
+    classifier: bool = False  # a linear head for the combined SupCon + cross-entropy loss
+
+
+@dataclass
+class CacheConfig:
+    dir: str | None = None  # None: $WELDFUSION_CACHE, else ~/.cache/weldfusion
+    dtype: str = "float16"  # float16 | bfloat16 | float32
+    autocast: bool = True  # bf16 autocast while filling (CPU and GPU)
+    batch_size: int = 4
+
+
+@dataclass
 class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def validate(self) -> Config:
-        d = self.data
+        d, m = self.data, self.model
+        check_modalities(m.modalities, "model.modalities")
+        if m.images.aggregate not in ("mean", "max", "concat"):
+            raise InputError(f"config: model.images.aggregate={m.images.aggregate!r}: use mean, max or concat")
+        if m.fusion.kind not in ("cross_attention", "simple"):
+            raise InputError(f"config: model.fusion.kind={m.fusion.kind!r}: use cross_attention or simple")
+        if m.fusion.dim % m.fusion.heads or m.sensor.d_model % m.sensor.heads:
+            raise InputError("config: model.fusion.dim and model.sensor.d_model must be divisible by their heads")
+        if m.sensor.positions not in ("learned", "sinusoidal"):
+            raise InputError(f"config: model.sensor.positions={m.sensor.positions!r}: use learned or sinusoidal")
+        if self.cache.dtype not in ("float16", "bfloat16", "float32"):
+            raise InputError(f"config: cache.dtype={self.cache.dtype!r}: use float16, bfloat16 or float32")
         if d.video.frames < 1 or d.images.views < 1 or d.audio.clips < 1 or d.sensor.steps < 2:
             raise InputError("config: data.video.frames, data.images.views, data.audio.clips must be >= 1 and data.sensor.steps >= 2")
         if d.images.tag_box is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from weldfusion import __version__
 from weldfusion.cli import data_commands
+from weldfusion.cli.info_command import add_info
 from weldfusion.cli.console import err
 from weldfusion.errors import InputError
 
@@ -35,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.add_check(data_sub)
     data_commands.add_split(data_sub)
     for name, text in (("train", "train a model into a run folder"), ("evaluate", "evaluate a run"),
-                       ("predict", "predict weld folders with a run"), ("info", "environment and parameter counts")):  # fmt: skip
+                       ("predict", "predict weld folders with a run")):  # fmt: skip
         commands.add_parser(name, help=text).set_defaults(run=_not_yet(name))
+    add_info(commands)
     data_commands.add_demo(commands)
     return parser
 

@@ -23,12 +23,12 @@ from PIL import Image, ImageDraw
 from transformers import ASTFeatureExtractor
 from transformers.audio_utils import spectrogram_batch
 
-from weldfusion.config import Config
 from weldfusion.errors import InputError
 from weldfusion.io import write_json_atomic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+AST_MEAN, AST_STD = -4.2677393, 4.5689974  # AudioSet fbank statistics (ASTFeatureExtractor defaults)
 FBANK_HOP = 160  # 10 ms at 16 kHz, as in AST's Kaldi-style fbank
 FBANK_WINDOW = 400  # 25 ms
 
@@ -148,15 +148,3 @@ class Transforms:
     video: ResizeCrop
     images: ImageTransform
     audio: AudioTransform
-
-
-def default_transforms(config: Config) -> Transforms:
-    """Transforms with the real checkpoints' preprocessing settings at the configured sizes."""
-    d = config.data
-    extractor = ASTFeatureExtractor(num_mel_bins=d.audio.mel_bins, max_length=d.audio.frames,
-                                    sampling_rate=d.audio.sample_rate)  # fmt: skip
-    return Transforms(
-        video=ResizeCrop.for_crop(d.video.size or 256),
-        images=ImageTransform(ResizeCrop.for_crop(d.images.size or 224), d.images.tag_box),
-        audio=AudioTransform(extractor, d.audio.clips),
-    )
