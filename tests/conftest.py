@@ -23,9 +23,9 @@ def real_manifest() -> Manifest:
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """5 welds per defect class (10 Good), 2 s each, small files, supervised split. Treat as read-only."""
+    """8 welds per defect class (16 Good), 2 s each, small files, supervised split. Treat as read-only."""
     root = tmp_path_factory.mktemp("synth")
-    synthesize(root, per_class=5, seconds=2.0, size="small", split="supervised", seed=SEED, workers=2)
+    synthesize(root, per_class=8, seconds=2.0, size="small", split="supervised", seed=SEED, workers=2)
     return root
 
 
@@ -141,3 +141,22 @@ def tiny_config(checkpoints: dict[str, Path], **overrides: str) -> Config:
              "model.fusion.dim=32", "model.fusion.heads=4", "model.fusion.hidden=64", "model.embedding_dim=32"]  # fmt: skip
     sets += [f"{k}={v}" for k, v in overrides.items()]
     return load_config("cpu", sets)
+
+
+TRAIN_EPOCHS = 6
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_root: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cpu preset trained once on the session dataset (shared by training/evaluation tests)."""
+    from weldfusion.training.run import train
+
+    config = load_config("cpu", [f"train.epochs={TRAIN_EPOCHS}", f"cache.dir={cache_dir}"])
+    run = tmp_path_factory.mktemp("runs") / "run"
+    train(synth_root, run, config, say=lambda *a, **k: None)
+    return run

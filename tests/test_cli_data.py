@@ -81,7 +81,7 @@ def test_data_split_writes_a_leak_free_manifest(tmp_path, capsys):
     [(["data", "check", "/nonexistent"], "dataset root not found"),
      (["data", "split", "/nonexistent", "--out", "x.csv"], "manifest not found"),
      (["synth", "/tmp/x", "--per-class", "0"], "--per-class"),
-     (["train"], "not implemented yet")],
+     (["evaluate"], "not implemented yet")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2

@@ -43,3 +43,12 @@ def test_reproducible_per_epoch_and_different_across_epochs():
 def test_single_class_split_is_refused():
     with pytest.raises(InputError, match="at least 2 classes"):
         ClassBalancedBatchSampler([0] * 50, 32)
+
+
+def test_ddp_ranks_split_the_epoch():
+    labels = [i % 6 for i in range(130)]
+    whole = list(ClassBalancedBatchSampler(labels, 16, 4, seed=3))
+    ranks = [list(ClassBalancedBatchSampler(labels, 16, 4, seed=3, rank=r, world_size=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == -(-len(whole) // 2)
+    assert {i for r in ranks for b in r for i in b} == set(range(130))
+    assert ranks[0][0] == whole[0] and ranks[1][0] == whole[1]

@@ -125,11 +125,40 @@ class CacheConfig:
 
 
 @dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 32
+    samples_per_class: int = 4  # K of the P x K class-balanced batches
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd
+    scheduler: str = "cosine"  # cosine (linear warmup, then cosine) | step | plateau | none
+    warmup_epochs: int = 10
+    warmup_start_lr: float = 1e-7
+    min_lr: float = 1e-6
+    step_epochs: int = 30  # step: decay every this many epochs
+    gamma: float = 0.1  # step and plateau decay factor
+    plateau_patience: int = 5
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto: bf16-mixed on GPUs that support it, 16-mixed on others, 32 on CPU
+    patience: int = 10  # early stopping on validation loss; 0 disables
+    temperature: float = 0.07
+    supcon_weight: float = 1.0
+    ce_weight: float = 0.0  # > 0 (with model.classifier) adds cross-entropy: the combined loss
+    flat_loss_steps: int = 50  # warn when the training loss has not moved over this many steps
+    flat_loss_tolerance: float = 1e-3  # relative range under which the loss counts as flat
+    debug_batches: int = 3  # batches reported by --debug
+
+
+@dataclass
 class Config:
     seed: int = 0
+    protocol: str = "classify"  # classify (SupCon + k-NN) | anomaly (distance to Good welds)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +174,17 @@ class Config:
             raise InputError("config: model.fusion.dim and model.sensor.d_model must be divisible by their heads")
         if m.sensor.positions not in ("learned", "sinusoidal"):
             raise InputError(f"config: model.sensor.positions={m.sensor.positions!r}: use learned or sinusoidal")
+        t = self.train
+        if self.protocol not in ("classify", "anomaly"):
+            raise InputError(f"config: protocol={self.protocol!r}: use classify or anomaly")
+        if t.optimizer not in ("adamw", "adam", "sgd") or t.scheduler not in ("cosine", "step", "plateau", "none"):
+            raise InputError(f"config: train.optimizer={t.optimizer!r} / train.scheduler={t.scheduler!r}: see the presets for the choices")
+        if t.precision not in ("auto", "32", "bf16-mixed", "16-mixed"):
+            raise InputError(f"config: train.precision={t.precision!r}: use auto, 32, bf16-mixed or 16-mixed")
+        if t.ce_weight > 0 and not m.classifier:
+            raise InputError("config: train.ce_weight > 0 needs model.classifier: true (the cross-entropy head)")
+        if t.epochs < 1 or t.batch_size < 4 or t.samples_per_class < 2 or t.temperature <= 0:
+            raise InputError("config: train.epochs >= 1, train.batch_size >= 4, train.samples_per_class >= 2, train.temperature > 0")
         if self.cache.dtype not in ("float16", "bfloat16", "float32"):
             raise InputError(f"config: cache.dtype={self.cache.dtype!r}: use float16, bfloat16 or float32")
         if d.video.frames < 1 or d.images.views < 1 or d.audio.clips < 1 or d.sensor.steps < 2:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from weldfusion import __version__
 from weldfusion.cli import data_commands
 from weldfusion.cli.info_command import add_info
+from weldfusion.cli.train_command import add_diagnose, add_train
 from weldfusion.cli.console import err
 from weldfusion.errors import InputError
 
@@ -35,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="COMMAND")
     data_commands.add_check(data_sub)
     data_commands.add_split(data_sub)
-    for name, text in (("train", "train a model into a run folder"), ("evaluate", "evaluate a run"),
-                       ("predict", "predict weld folders with a run")):  # fmt: skip
+    add_train(commands)
+    add_diagnose(commands)
+    for name, text in (("evaluate", "evaluate a run"), ("predict", "predict weld folders with a run")):
         commands.add_parser(name, help=text).set_defaults(run=_not_yet(name))
     add_info(commands)
     data_commands.add_demo(commands)

@@ -23,9 +23,12 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
     not yet drawn this epoch; when a chosen class has no undrawn weld left, it is topped up with
     re-drawn welds of that class (reported as `redrawn`). The epoch's plan depends only on
     (seed, epoch), so resuming at an epoch reproduces it; call `set_epoch` before each epoch.
+    Under DDP every rank computes the same plan and takes every `world_size`-th batch (the plan
+    is padded by wrapping around so that all ranks run the same number of steps).
     """
 
-    def __init__(self, labels: Sequence[int], batch_size: int, samples_per_class: int = 4, seed: int = 0):
+    def __init__(self, labels: Sequence[int], batch_size: int, samples_per_class: int = 4, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):  # fmt: skip
         self.labels = np.asarray(labels, dtype=int)
         if not contrastive_ready(self.labels):
             raise InputError("the training split cannot form contrastive batches: it needs at least 2 classes with at "
@@ -37,14 +40,21 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         self.p = min(batch_size // self.k, len(self.classes))
         self.batch_size = batch_size
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self._plan: tuple[int, list[list[int]], int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def sampler(self) -> ClassBalancedBatchSampler:
+        """Lightning sets each epoch (also the first one after a resume) through `batch_sampler.sampler.set_epoch`."""
+        return self
+
     def describe(self) -> str:
-        batches, redrawn = len(self), self.plan()[1]
+        batches, redrawn = len(self.plan()[0]), self.plan()[1]
         return (f"{self.p} classes x {self.k}+ welds per batch of {self.batch_size}; {batches} batches cover all "
                 f"{len(self.labels)} welds each epoch ({redrawn} re-drawn to fill batches)")  # fmt: skip
 
@@ -85,8 +95,14 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
                     sizes[i] += 1
         return sizes
 
+    def _shard(self) -> list[list[int]]:
+        batches = self.plan()[0]
+        per_rank = -(-len(batches) // self.world_size)
+        padded = [batches[i % len(batches)] for i in range(per_rank * self.world_size)]
+        return padded[self.rank :: self.world_size]
+
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.plan()[0])
+        return iter(self._shard())
 
     def __len__(self) -> int:
-        return len(self.plan()[0])
+        return len(self._shard())

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
 from weldfusion.config import FusionConfig
+
+
+@dataclass
+class FusionOutput:
+    vector: torch.Tensor  # (B, out_dim)
+    attention: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (B, heads, tokens, N)
+    contribution: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (B,) size of what it adds
 
 
 class CrossAttentionFusion(nn.Module):
@@ -31,8 +40,8 @@ class CrossAttentionFusion(nn.Module):
         self.output = nn.Linear(out_dim, out_dim)
 
     def forward(self, tokens: dict[str, torch.Tensor], valid: dict[str, torch.Tensor], return_attention: bool = False,
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
-        fused, maps = [], {}
+                ) -> FusionOutput:  # fmt: skip
+        fused, maps, contribution = [], {}, {}
         for m in self.modalities:
             mask = valid[m]
             keys = self.project[m](tokens[m].masked_fill(~mask[..., None], 0.0))
@@ -44,9 +53,10 @@ class CrossAttentionFusion(nn.Module):
                                           average_attn_weights=False)  # fmt: skip
             out = torch.where(present[:, None, None], out, torch.zeros_like(out))
             fused.append(self.norm[m](query + out))
+            contribution[m] = out.norm(dim=-1).mean(dim=1)
             if return_attention:
                 maps[m] = weights * present[:, None, None, None]  # (B, heads, tokens, N)
-        return self.output(self.mlp(torch.cat(fused, dim=1).flatten(1))), maps
+        return FusionOutput(self.output(self.mlp(torch.cat(fused, dim=1).flatten(1))), maps, contribution)
 
 
 class SimpleFusion(nn.Module):
@@ -62,14 +72,15 @@ class SimpleFusion(nn.Module):
                                  nn.Linear(spec.hidden, out_dim))  # fmt: skip
 
     def forward(self, tokens: dict[str, torch.Tensor], valid: dict[str, torch.Tensor], return_attention: bool = False,
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
-        pooled = []
+                ) -> FusionOutput:  # fmt: skip
+        pooled, contribution = [], {}
         for m in self.modalities:
             mask = valid[m][..., None]
             keys = self.project[m](tokens[m].masked_fill(~mask, 0.0))
             mean = (keys * mask).sum(1) / mask.sum(1).clamp(min=1)
             pooled.append(torch.where(mask.any(1), mean, self.missing[m].expand_as(mean)))
-        return self.mlp(torch.cat(pooled, dim=1)), {}
+            contribution[m] = torch.where(mask.any(1)[:, 0], mean.norm(dim=-1), torch.zeros_like(mean[:, 0]))
+        return FusionOutput(self.mlp(torch.cat(pooled, dim=1)), {}, contribution)
 
 
 FUSIONS = {"cross_attention": CrossAttentionFusion, "simple": SimpleFusion}

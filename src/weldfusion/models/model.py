@@ -34,6 +34,7 @@ class ModelOutput:
     embedding: torch.Tensor  # (B, E), unit length
     logits: torch.Tensor | None = None  # (B, 12) with the classification head
     attention: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (B, heads, tokens, N)
+    contribution: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (B,) size of its fusion input
 
 
 class WeldFusionModel(nn.Module):
@@ -60,10 +61,10 @@ class WeldFusionModel(nn.Module):
 
     def forward(self, batch: dict, return_attention: bool = False) -> ModelOutput:
         tokens, valid = self.encode(batch)
-        fused, attention = self.fusion({m: tokens[m].float() for m in self.modalities}, valid, return_attention)
-        embedding = F.normalize(self.norm(fused), dim=-1)
+        fused = self.fusion({m: tokens[m].float() for m in self.modalities}, valid, return_attention)
+        embedding = F.normalize(self.norm(fused.vector), dim=-1)
         logits = self.head(embedding) if self.head is not None else None
-        return ModelOutput(embedding, logits, attention)
+        return ModelOutput(embedding, logits, fused.attention, fused.contribution)
 
     def backbones(self) -> list[BackboneEncoder]:
         return [e for e in self.encoders.values() if isinstance(e, BackboneEncoder)]

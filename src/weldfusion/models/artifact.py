@@ -1,0 +1,113 @@
+"""The inference artefact of a run, shaped like a transformers model folder:
+`model.safetensors` + `config.json` (+ `reference.safetensors`, the embedded training welds).
+
+Weights of pretrained, frozen encoders are not copied: config.json names their source and they are
+loaded from it. Everything else (sensor encoder, fusion, head, randomly initialised or fine-tuned
+encoders) is in model.safetensors. Loading never executes code from the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from weldfusion.config import Config, from_dict
+from weldfusion.data.categories import CATEGORIES
+from weldfusion.data.transforms import SensorStats
+from weldfusion.errors import InputError
+from weldfusion.io import write_atomic, write_json_atomic
+from weldfusion.models.model import WeldFusionModel, build_encoder
+
+FORMAT = "weldfusion-model"
+
+
+@dataclass
+class LoadedModel:
+    config: Config
+    model: WeldFusionModel
+    sensor_stats: SensorStats | None
+    meta: dict = field(default_factory=dict)
+
+
+def _external(config: Config) -> set[str]:
+    """Modalities whose frozen pretrained weights are loaded from their source, not stored."""
+    m = config.model
+    return {mod for mod in m.modalities if mod != "sensor" and getattr(m, mod).pretrained
+            and getattr(m, mod).freeze and not getattr(m, mod).unfreeze_last}  # fmt: skip
+
+
+def _modality_of(key: str) -> str | None:
+    """'encoders.video.backbone...' -> 'video'; None for fusion/norm/head weights."""
+    return key.split(".")[1] if key.startswith("encoders.") else None
+
+
+def export_model(folder: Path, model: WeldFusionModel, config: Config, sensor_stats: SensorStats | None,
+                 meta: dict) -> None:  # fmt: skip
+    """Write model.safetensors and config.json; `model` may lack encoders of cached modalities."""
+    state = {k: v for k, v in model.state_dict().items() if _modality_of(k) not in _external(config)}
+    for modality in set(config.model.modalities) - set(model.encoders) - _external(config):
+        encoder = build_encoder(modality, config)  # randomly initialised from its seed: store it
+        state.update({f"encoders.{modality}.{k}": v for k, v in encoder.state_dict().items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    write_atomic(folder / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
+    write_json_atomic(folder / "config.json", {
+        "format": FORMAT, "config": config.to_dict(), "labels": list(CATEGORIES),
+        "sensor_stats": None if sensor_stats is None else {"channels": sensor_stats.channels, "mean": sensor_stats.mean, "std": sensor_stats.std},
+        "meta": meta,
+    })  # fmt: skip
+
+
+def read_model_config(folder: Path) -> dict:
+    path = Path(folder) / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found (is this a weldfusion run folder or its model/ folder?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InputError(f"{path}: not a weldfusion model config")
+    return data
+
+
+def load_model(folder: Path, cached: set[str] | frozenset[str] = frozenset()) -> LoadedModel:
+    """Rebuild the model (encoders of `cached` modalities left out) and load its weights."""
+    folder = Path(folder)
+    data = read_model_config(folder)
+    config = from_dict(data["config"]).validate()
+    model = WeldFusionModel(config, cached=set(cached))
+    weights = folder / "model.safetensors"
+    try:
+        state = load_file(str(weights))
+    except FileNotFoundError:
+        raise InputError(f"{weights}: not found") from None
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{weights}: damaged or not a safetensors file ({exc})") from None
+    state = {k: v for k, v in state.items() if _modality_of(k) not in cached}
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if _modality_of(k) not in _external(config)]
+    if missing or result.unexpected_keys:
+        raise InputError(f"{weights}: does not match its config.json (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    stats = data.get("sensor_stats")
+    sensor_stats = SensorStats(tuple(stats["channels"]), tuple(stats["mean"]), tuple(stats["std"])) if stats else None
+    return LoadedModel(config, model.eval(), sensor_stats, data.get("meta", {}))
+
+
+def save_reference(folder: Path, embeddings: torch.Tensor, labels: torch.Tensor, keys: list[str]) -> None:
+    tensors = {"embeddings": embeddings.float().contiguous(), "labels": labels.long().contiguous()}
+    write_atomic(folder / "reference.safetensors",
+                 lambda tmp: save_file(tensors, str(tmp), metadata={"keys": json.dumps(keys)}))  # fmt: skip
+
+
+def load_reference(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    path = Path(folder) / "reference.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_tensor("embeddings"), f.get_tensor("labels"), json.loads(f.metadata()["keys"])
+    except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: missing or damaged reference embeddings ({exc})") from None

@@ -1,0 +1,127 @@
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from weldfusion.cli.main import main
+from weldfusion.config import load_config
+from weldfusion.models.artifact import load_model, load_reference
+from weldfusion.training.diagnostics import FlatLossMonitor
+from weldfusion.training.module import warmup_cosine
+from weldfusion.training.run import train
+from tests.conftest import TRAIN_EPOCHS
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_loss_falls_and_run_folder_is_complete(trained_run):
+    for name in ("config.yaml", "run.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "model/model.safetensors",
+                 "model/config.json", "model/reference.safetensors", "logs/metrics.csv", "logs/steps.csv"):  # fmt: skip
+        assert (trained_run / name).is_file(), name
+    epochs = rows(trained_run / "logs" / "metrics.csv")
+    assert [int(r["epoch"]) for r in epochs] == list(range(TRAIN_EPOCHS))
+    assert float(epochs[-1]["train_loss"]) < 0.8 * float(epochs[0]["train_loss"])
+    assert all(float(r["positives_per_batch"]) > 0 and r["val_loss"] for r in epochs)
+    steps = rows(trained_run / "logs" / "steps.csv")
+    assert len(steps) == sum(int(r["steps"]) for r in epochs) and all(float(s["grad_norm"]) > 0 for s in steps)
+
+
+def test_exported_model_loads_and_reproduces_reference(trained_run):
+    loaded = load_model(trained_run / "model")
+    embeddings, labels, keys = load_reference(trained_run / "model")
+    assert embeddings.shape == (len(keys), loaded.config.model.embedding_dim) and len(set(keys)) == len(keys)
+    assert set(loaded.model.encoders) == {"video", "images", "audio", "sensor"}  # random-init encoders stored too
+    assert loaded.sensor_stats is not None and loaded.meta["protocol"] == "classify"
+    torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(len(keys)))
+
+
+def test_official_split_is_refused_with_the_reason(tmp_path, capsys):
+    from weldfusion.synth.generate import synthesize
+
+    synthesize(tmp_path / "d", per_class=2, seconds=0.5, split="official", seed=0, workers=2)
+    assert main(["train", str(tmp_path / "d"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 class" in err and "--protocol anomaly" in err and "data split" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_is_not_overwritten(trained_run, synth_root, capsys):
+    assert main(["train", str(synth_root), "--out", str(trained_run)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def cli(*args):
+    return [sys.executable, "-m", "weldfusion", *args]
+
+
+@pytest.mark.parametrize("seed", [1])
+def test_killed_run_resumes_to_the_same_result(synth_root, tmp_path, seed):
+    epochs = 8
+    sets = ["--set", f"train.epochs={epochs}", "--set", f"cache.dir={tmp_path / 'cache'}", "--set", "train.patience=0"]
+    reference = tmp_path / "reference"
+    config = load_config("cpu", [s for s in sets if s != "--set"])
+    train(synth_root, reference, config, say=lambda *a: None)
+    run = tmp_path / "killed"
+    process = subprocess.Popen(cli("train", str(synth_root), "--out", str(run), *sets), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 240
+    while not (run / "checkpoints" / "last.ckpt").is_file() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.Random(seed).uniform(0.2, 1.0))  # somewhere inside a later epoch
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = rows(run / "logs" / "metrics.csv")
+    assert len(done) < epochs, "the run finished before it could be killed"
+    result = subprocess.run(cli("train", str(synth_root), "--out", str(run), "--resume"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    resumed, expected = rows(run / "logs" / "metrics.csv"), rows(reference / "logs" / "metrics.csv")
+    assert [r["epoch"] for r in resumed] == [str(e) for e in range(epochs)]
+    # CPU training here is deterministic: the resumed run reproduces the uninterrupted one exactly
+    assert [(r["train_loss"], r["val_loss"]) for r in resumed] == [(r["train_loss"], r["val_loss"]) for r in expected]
+
+
+def test_ddp_on_two_cpu_processes(synth_root, tmp_path):
+    result = subprocess.run(cli("train", str(synth_root), "--out", str(tmp_path / "ddp"), "--devices", "2", "--accelerator", "cpu",
+                                "--set", "train.epochs=1", "--set", f"cache.dir={tmp_path / 'cache'}",
+                                "--set", "data.num_workers=0"),
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
+    assert len(rows(tmp_path / "ddp" / "logs" / "metrics.csv")) == 1
+
+
+def test_debug_reports_batches_and_gradients(synth_root, tmp_path, capsys):
+    code = main(["diagnose", str(synth_root), "--set", f"cache.dir={tmp_path}", "--set", "data.num_workers=0"])
+    output = capsys.readouterr().out
+    assert code == 0
+    for text in ("[debug] batch 0", "labels:", "positive", "tokens video", "inputs sensor", "trainable:",
+                 "feature cache: video, images, audio", "gradients:", "gradient norm"):  # fmt: skip
+        assert text in output, text
+
+
+def test_flat_loss_monitor_names_the_causes():
+    monitor = FlatLossMonitor(steps=5, tolerance=1e-3)
+    flags = [monitor.update(3.4340, degenerate=True) for _ in range(5)]
+    assert flags == [False] * 4 + [True]
+    model = torch.nn.Linear(2, 2).requires_grad_(False)
+    causes = " ".join(monitor.causes(model, lr=1e-9, grad_norm=0.0))
+    assert "single-class" in causes and "no parameter is trainable" in causes and "learning rate is ~0" in causes
+    moving = FlatLossMonitor(steps=5)
+    assert not any(moving.update(3.0 - 0.1 * i, False) for i in range(10))
+
+
+def test_warmup_then_cosine():
+    f = warmup_cosine(1e-4, 1e-7, 1e-6, warmup_steps=10, total_steps=110)
+    assert f(0) * 1e-4 == pytest.approx(1e-7)
+    assert f(10) == pytest.approx(1.0)
+    assert f(60) * 1e-4 == pytest.approx((1e-4 + 1e-6) / 2)
+    assert f(110) * 1e-4 == pytest.approx(1e-6)
