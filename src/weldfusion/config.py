@@ -144,11 +144,25 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16-mixed on GPUs that support it, 16-mixed on others, 32 on CPU
     patience: int = 10  # early stopping on validation loss; 0 disables
     temperature: float = 0.07
+    modality_dropout: float = 0.0  # training: hide each modality of a weld with this probability (one always stays)
+    token_dropout: float = 0.0  # training: hide each cached token with this probability
     supcon_weight: float = 1.0
     ce_weight: float = 0.0  # > 0 (with model.classifier) adds cross-entropy: the combined loss
     flat_loss_steps: int = 50  # warn when the training loss has not moved over this many steps
     flat_loss_tolerance: float = 1e-3  # relative range under which the loss counts as flat
     debug_batches: int = 3  # batches reported by --debug
+
+
+@dataclass
+class EvalConfig:
+    k: int = 5
+    metric: str = "cosine"  # cosine | euclidean | manhattan
+    temperature: float | None = None  # None: majority vote; else votes weighted by softmax(similarity / T)
+    anomaly_k: int = 5  # neighbours among the Good TRAIN welds for the anomaly score
+    anomaly_metric: str = "euclidean"  # distances of standardised features: magnitude matters (cosine ignores it)
+    weight_step: float = 0.1  # grid step of the per-modality fusion weights chosen on VAL
+    embedding_map: str = "tsne"  # tsne | pca (t-SNE falls back to PCA above 3000 welds)
+    batch_size: int = 32
 
 
 @dataclass
@@ -159,6 +173,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,6 +200,11 @@ class Config:
             raise InputError("config: train.ce_weight > 0 needs model.classifier: true (the cross-entropy head)")
         if t.epochs < 1 or t.batch_size < 4 or t.samples_per_class < 2 or t.temperature <= 0:
             raise InputError("config: train.epochs >= 1, train.batch_size >= 4, train.samples_per_class >= 2, train.temperature > 0")
+        e = self.eval
+        if {e.metric, e.anomaly_metric} - {"cosine", "euclidean", "manhattan"} or e.embedding_map not in ("tsne", "pca"):
+            raise InputError(f"config: eval.metric={e.metric!r} / eval.embedding_map={e.embedding_map!r}: see the presets")
+        if e.k < 1 or e.anomaly_k < 1 or not 0 < e.weight_step <= 1 or (e.temperature is not None and e.temperature <= 0):
+            raise InputError("config: eval.k and eval.anomaly_k >= 1, 0 < eval.weight_step <= 1, eval.temperature > 0")
         if self.cache.dtype not in ("float16", "bfloat16", "float32"):
             raise InputError(f"config: cache.dtype={self.cache.dtype!r}: use float16, bfloat16 or float32")
         if d.video.frames < 1 or d.images.views < 1 or d.audio.clips < 1 or d.sensor.steps < 2:
@@ -295,6 +315,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise InputError(f"config: {where}={value!r} must be {hint.__name__}")
     return value

@@ -32,7 +32,7 @@ def add_synth(commands: argparse._SubParsersAction) -> None:
                    help="supervised: session-disjoint, every class in every split; official: TRAIN is Good only")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes writing welds")
-    p.set_defaults(run=run_synth)
+    p.set_defaults(handler=run_synth)
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -54,7 +54,7 @@ def add_check(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="also write the report as JSON")
     p.add_argument("--preset", default="cpu", help="configuration whose reader settings to check with")
     p.add_argument("--quick", action="store_true", help="only check that files exist (no decoding)")
-    p.set_defaults(run=run_check)
+    p.set_defaults(handler=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -103,7 +103,7 @@ def add_split(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--val", type=float, default=0.15)
     p.add_argument("--test", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=run_split)
+    p.set_defaults(handler=run_split)
 
 
 def run_split(args: argparse.Namespace) -> int:
@@ -135,7 +135,7 @@ def run_split(args: argparse.Namespace) -> int:
 def add_demo(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("demo", help="end to end on synthetic data: synth, check (train and evaluate follow)")
     p.add_argument("--out", type=Path, default=Path("demo_out"))
-    p.set_defaults(run=run_demo)
+    p.set_defaults(handler=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from weldfusion.models.info import environment, parameter_counts
 def add_info(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("info", help="environment, and parameter counts per module (no weights needed)")
     add_config_options(p)
-    p.set_defaults(run=run_info)
+    p.set_defaults(handler=run_info)
 
 
 def run_info(args: argparse.Namespace) -> int:

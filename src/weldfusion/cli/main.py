@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from weldfusion import __version__
 from weldfusion.cli import data_commands
+from weldfusion.cli.evaluate_command import add_evaluate
 from weldfusion.cli.info_command import add_info
 from weldfusion.cli.train_command import add_diagnose, add_train
 from weldfusion.cli.console import err
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.add_split(data_sub)
     add_train(commands)
     add_diagnose(commands)
-    for name, text in (("evaluate", "evaluate a run"), ("predict", "predict weld folders with a run")):
-        commands.add_parser(name, help=text).set_defaults(run=_not_yet(name))
+    add_evaluate(commands)
+    commands.add_parser("predict", help="predict weld folders with a run").set_defaults(handler=_not_yet("predict"))
     add_info(commands)
     data_commands.add_demo(commands)
     return parser
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args.handler(args) or 0)
     except InputError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2

@@ -24,7 +24,7 @@ def add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ... (Lightning)")
     p.add_argument("--debug", action="store_true", help="report labels, pairs, features and gradients of the first batches")
-    p.set_defaults(run=run_train)
+    p.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -53,7 +53,7 @@ def add_diagnose(commands: argparse._SubParsersAction) -> None:
     p.add_argument("root", type=Path, metavar="ROOT")
     add_config_options(p)
     p.add_argument("--manifest", type=Path)
-    p.set_defaults(run=run_diagnose)
+    p.set_defaults(handler=run_diagnose)
 
 
 def run_diagnose(args: argparse.Namespace) -> int:

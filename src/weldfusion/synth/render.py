@@ -94,35 +94,39 @@ def add_blob(frame: np.ndarray, cx: float, cy: float, sigma: float, amplitude: f
 
 
 def video_frames(rng: np.random.Generator, state: int, recipe: Recipe, t: Timing, size: tuple[int, int]):
-    """Yield grayscale uint8 frames (H, W): torch moving along the seam, glowing bead behind it."""
+    """Yield grayscale uint8 frames (H, W) of a torch-mounted camera: the arc stays near the frame
+    centre while the plate moves under it, the cooling bead glowing behind it (to the left)."""
     width, height = size
     n = max(int(t.total * recipe.fps), 2)
     seam = recipe.seam * height
-    radius = 0.035 * width
+    x_arc = 0.55 * width
+    radius = 0.06 * width
     base = (18.0 + 6.0 * (np.arange(width, dtype=np.float32) / width))[None, :].repeat(height, axis=0)
     noise = [rng.normal(0, 3.0, (height, width)).astype(np.float32) for _ in range(4)]  # sensor noise bank
     xs = np.arange(width, dtype=np.float32)
-    band = slice(max(int(seam - 0.08 * height), 0), min(int(seam + 0.08 * height) + 1, height))
-    across = np.exp(-((np.arange(height, dtype=np.float32)[band] - seam) ** 2) / (2 * (0.02 * height) ** 2))
-    glow_len = 0.08 * width * (3.0 if state == 2 else 1.0)
-    hot_spot = (rng.uniform(0.4, 0.8) * width, rng.uniform(0.5, 0.8))  # (x, time fraction)
+    band = slice(max(int(seam - 0.1 * height), 0), min(int(seam + 0.1 * height) + 1, height))
+    across = np.exp(-((np.arange(height, dtype=np.float32)[band] - seam) ** 2) / (2 * (0.03 * height) ** 2))
+    glow_len = 0.12 * width * (3.0 if state == 2 else 1.0)
+    trail = np.where(xs <= x_arc, np.exp(-(x_arc - xs) / glow_len), 0.0).astype(np.float32)
+    hot_time = rng.uniform(0.3, 0.6)  # melt-through starts at this fraction of the weld
+    speed = 0.5 * width / max(t.arc, 1e-6)  # plate motion in pixels per second
     for i in range(n):
         now = i / recipe.fps
         frame = base + noise[i % len(noise)]
+        arc_on = t.pre <= now <= t.pre + t.arc
         progress = float(np.clip((now - t.pre) / t.arc, 0.0, 1.0))
-        x_arc = (0.1 + 0.8 * progress) * width
-        along = np.where((xs <= x_arc) & (xs >= 0.1 * width), np.exp(-np.clip(x_arc - xs, 0, None) / glow_len), 0.0)
-        frame[band] += 120.0 * np.outer(across, along)
-        if t.pre <= now <= t.pre + t.arc:
-            flicker = rng.uniform(0.85, 1.15) * (1.25 if state == 2 else 1.0)
+        if progress > 0:
+            frame[band] += 120.0 * np.outer(across, trail * min(progress * 10, 1.0))
+        if arc_on:
+            flicker = rng.uniform(0.85, 1.15) * (1.3 if state == 2 else 1.0)
             add_blob(frame, x_arc, seam, radius, 255.0 * flicker)
-            if state == 1:  # spatter: sparks thrown upwards from the arc
-                for _ in range(rng.poisson(14)):
-                    angle, dist = rng.uniform(np.pi, 2 * np.pi), rng.uniform(1.5, 8.0) * radius
-                    add_blob(frame, x_arc + dist * np.cos(angle), seam + 0.8 * dist * np.sin(angle), 0.006 * width, 255.0)
-        if state == 2 and progress >= hot_spot[1]:  # melt-through: a growing glowing spot
-            grow = (progress - hot_spot[1]) / (1.0 - hot_spot[1] + 1e-6)
-            add_blob(frame, hot_spot[0], seam, (0.02 + 0.03 * grow) * width, 200.0)
+            if state == 1:  # spatter: many sparks thrown up and around the arc
+                for _ in range(rng.poisson(30)):
+                    angle, dist = rng.uniform(np.pi * 0.9, np.pi * 2.1), rng.uniform(1.2, 5.0) * radius
+                    add_blob(frame, x_arc + dist * np.cos(angle), seam + 0.8 * dist * np.sin(angle), 0.012 * width, 255.0)
+        if state == 2 and progress >= hot_time:  # melt-through: a growing glowing hole carried away by the plate
+            age = (progress - hot_time) * t.arc
+            add_blob(frame, x_arc - speed * age, seam, (0.04 + 0.06 * min(age / 2.0, 1.0)) * width, 220.0)
         yield np.clip(frame * recipe.exposure, 0, 255).astype(np.uint8)
 
 
@@ -142,10 +146,10 @@ def audio_wave(rng: np.random.Generator, state: int, recipe: Recipe, t: Timing, 
             gate[(time >= start) & (time < start + rng.uniform(0.08, 0.25))] = 0.08
         arc *= gate
     if state == 1:  # crackle: sharp decaying broadband pops
-        pop = np.exp(-np.arange(int(0.004 * rate)) / (0.0008 * rate))
-        for start in rng.uniform(t.pre, t.pre + t.arc, rng.poisson(40 * t.arc) + 1):
+        pop = np.exp(-np.arange(int(0.008 * rate)) / (0.0015 * rate))
+        for start in rng.uniform(t.pre, t.pre + t.arc, rng.poisson(60 * t.arc) + 1):
             i = int(start * rate)
-            burst = rng.uniform(0.3, 0.7) * pop * rng.normal(0, 1, len(pop))
+            burst = rng.uniform(0.4, 0.9) * pop * rng.normal(0, 1, len(pop))
             arc[i : i + len(burst)] += burst[: max(0, n - i)]
     wave = np.where(on, arc, 0.0) + 0.004 * rng.normal(0, 1, n)
     return np.clip(wave, -1, 1).astype(np.float32)
@@ -176,13 +180,14 @@ def photo(rng: np.random.Generator, state: int, recipe: Recipe, size: tuple[int,
     yy, xx = np.mgrid[0:big_h, 0:big_w].astype(np.float32)
     plate = 125.0 + 20.0 * (xx / big_w) + np.repeat(rng.normal(0, 6, (big_h, 1)), big_w, axis=1)
     centre = big_h * (0.5 + 0.04 * (view - 2))
-    half = {1: 0.11, 3: 0.035}.get(state, 0.06) * big_h
+    half = {1: 0.2, 3: 0.05}.get(state, 0.12) * big_h
     across = np.abs(yy - centre) / half
     ripples = 0.5 + 0.5 * np.cos(2 * np.pi * (xx / (0.025 * big_w) + 0.6 * across**2))
     shade = 1.0 - 0.4 * across**2
     bead_level = {1: 95.0, 3: 150.0}.get(state, 120.0) + 30.0 * ripples * shade
-    if state == 3:  # convex crown: a bright specular line along the top
-        bead_level += 90.0 * np.exp(-((yy - centre) ** 2) / (2 * (0.25 * half) ** 2))
+    if state == 3:  # convex crown: a bright specular line along the top, a shadow on the plate below
+        bead_level += 110.0 * np.exp(-((yy - centre) ** 2) / (2 * (0.3 * half) ** 2))
+        plate = plate - 60.0 * ((yy > centre + half) & (yy < centre + 3 * half))
     inside = across <= 1.0
     rgb = np.repeat(plate[..., None], 3, axis=2)
     rgb[inside] = bead_level[inside][:, None]
@@ -193,15 +198,16 @@ def photo(rng: np.random.Generator, state: int, recipe: Recipe, size: tuple[int,
     image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     if state == 2:  # pores: dark round holes along the bead
-        for _ in range(rng.integers(12, 24)):
-            r = rng.uniform(0.006, 0.014) * big_w
+        for _ in range(rng.integers(15, 30)):
+            r = rng.uniform(0.01, 0.025) * big_w
             cx, cy = rng.uniform(0.1, 0.9) * big_w, centre + rng.uniform(-0.6, 0.6) * half
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(25, 22, 20))
     left, top = rng.uniform(0, big_w - width), rng.uniform(0, big_h - height)
     image = image.crop((int(left), int(top), int(left) + width, int(top) + height))
     image = image.filter(ImageFilter.GaussianBlur(radius=max(width / 1000, 0.4)))
-    draw = ImageDraw.Draw(image)
-    box = (0.03 * width, 0.76 * height, 0.22 * width, 0.96 * height)  # inside the cpu preset's tag_box
-    draw.rectangle(box, fill=(235, 235, 228))
-    draw.text((box[0] + 2, box[1] + 1), tag_text, fill=(20, 20, 20))
+    # the paper tag with the part number (class code included), clipped to the tag like a real label
+    box = (int(0.03 * width), int(0.76 * height), int(0.22 * width), int(0.96 * height))
+    tag = Image.new("RGB", (box[2] - box[0], box[3] - box[1]), (235, 235, 228))
+    ImageDraw.Draw(tag).text((2, 1), tag_text, fill=(20, 20, 20))
+    image.paste(tag, box[:2])
     return image

@@ -52,7 +52,7 @@ class WeldFusionModule(L.LightningModule):
                 cached = ", ".join(self.hparams.cached) or "none"
                 lines = trainable_report(self.model) + [f"frozen encoders served from the feature cache: {cached}"]
                 self.print("\n".join(f"  {line}" for line in lines))
-        loss, stats = self._loss(batch, "train")
+        loss, stats = self._loss(augment_masks(batch, self.config.train.modality_dropout, self.config.train.token_dropout), "train")
         self.log("positives", float(stats.positive_pairs), on_step=True, on_epoch=True, batch_size=len(batch["label"]))
         if self.flat.update(float(loss.detach()), stats.degenerate):
             lr = self.optimizers().param_groups[0]["lr"]
@@ -108,3 +108,26 @@ def warmup_cosine(lr: float, start: float, end: float, warmup_steps: int, total_
         return (end + (lr - end) * 0.5 * (1 + math.cos(math.pi * progress))) / lr
 
     return factor
+
+
+def augment_masks(batch: dict, modality_p: float, token_p: float) -> dict:
+    """Regularise through the masks the model already honours: hide whole modalities of a weld (never
+    all of its present ones) and single cached tokens (never all of a modality's). Values are untouched."""
+    if modality_p <= 0 and token_p <= 0:
+        return batch
+    masks = {("token_mask", m): v for m, v in batch.get("token_mask", {}).items()}
+    masks.update({("mask", m): v for m, v in batch.get("mask", {}).items()})
+    present = torch.stack([v.any(1) for v in masks.values()], 1)  # (B, M)
+    hide = (torch.rand(present.shape) < modality_p) & present
+    everything = (hide == present).all(1)  # would hide every present modality: keep one of them
+    keep = torch.multinomial(present[everything].float() + 1e-6, 1).squeeze(1) if everything.any() else None
+    if keep is not None:
+        hide[everything.nonzero().squeeze(1), keep] = False
+    out = {**batch, "token_mask": dict(batch.get("token_mask", {})), "mask": dict(batch.get("mask", {}))}
+    for j, (kind, modality) in enumerate(masks):
+        mask = masks[(kind, modality)] & ~hide[:, j : j + 1]
+        if kind == "token_mask" and token_p > 0:
+            dropped = mask & (torch.rand(mask.shape) >= token_p)
+            mask = torch.where(dropped.any(1, keepdim=True), dropped, mask)
+        out[kind][modality] = mask
+    return out

@@ -1,0 +1,53 @@
+"""`weldfusion evaluate RUN`: the run's protocol on a split, written to RUN/eval/<split>/."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+from weldfusion.cli.console import out, progress_bar
+from weldfusion.evaluation.anomaly import evaluate_anomaly
+from weldfusion.evaluation.classify import evaluate_classify
+from weldfusion.evaluation.context import open_context
+from weldfusion.evaluation.report import write_outputs
+
+
+def add_evaluate(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("evaluate", help="evaluate a run (classify: k-NN; anomaly: distance to Good welds)")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--data", type=Path, metavar="ROOT", help="evaluate on this dataset root instead of the run's")
+    p.add_argument("--split", choices=("val", "test"), default="test")
+    p.add_argument("--k", type=int, help="neighbours (default: the run's eval.k)")
+    p.add_argument("--metric", choices=("cosine", "euclidean", "manhattan"), help="default: the run's eval.metric")
+    p.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    with progress_bar("caching features", 0) as advance:
+        ctx = open_context(args.run, args.data, progress=lambda m, done, total: advance(done, total))
+    if ctx.info.get("protocol") == "anomaly":
+        outcome = evaluate_anomaly(ctx, args.split)
+    else:
+        outcome = evaluate_classify(ctx, args.split, args.k or ctx.config.eval.k, args.metric or ctx.config.eval.metric)
+    folder = write_outputs(ctx, outcome)
+    print_summary(outcome.metrics)
+    out.print(f"evaluated in {time.perf_counter() - start:.1f} s; report: {folder / 'report.html'}")
+    return 0
+
+
+def print_summary(metrics: dict) -> None:
+    m = metrics
+    figures = ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "f1_macro", "auroc_defect") if m.get(k) is not None)
+    out.print(f"[bold]{m['protocol']} / {m['split']}[/]: {figures}")
+    table = Table(title="per modality (each alone)")
+    keys = ["accuracy", "f1_macro", "auroc_defect"] if m["protocol"] == "classify" else ["auroc_defect", "weight"]
+    table.add_column("modality")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for modality, figures_ in m["per_modality"].items():
+        table.add_row(modality, *("–" if figures_.get(k) is None else f"{figures_[k]:.4f}" for k in keys))
+    out.print(table)
