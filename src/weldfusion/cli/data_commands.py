@@ -130,15 +130,3 @@ def run_split(args: argparse.Namespace) -> int:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"wrote {args.out}")
     return 0
-
-
-def add_demo(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("demo", help="end to end on synthetic data: synth, check (train and evaluate follow)")
-    p.add_argument("--out", type=Path, default=Path("demo_out"))
-    p.set_defaults(handler=run_demo)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    data = args.out / "data"
-    run_synth(argparse.Namespace(out=data, per_class=8, seconds=4.0, size="small", split="supervised", seed=0, workers=2))
-    return run_check(argparse.Namespace(root=data, manifest=None, json=args.out / "check.json", preset="cpu", quick=False))

@@ -9,10 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from weldfusion.cli.console import out, progress_bar
-from weldfusion.evaluation.anomaly import evaluate_anomaly
-from weldfusion.evaluation.classify import evaluate_classify
-from weldfusion.evaluation.context import open_context
-from weldfusion.evaluation.report import write_outputs
+from weldfusion.evaluation.run import evaluate_run
 
 
 def add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -28,14 +25,10 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with progress_bar("caching features", 0) as advance:
-        ctx = open_context(args.run, args.data, progress=lambda m, done, total: advance(done, total))
-    if ctx.info.get("protocol") == "anomaly":
-        outcome = evaluate_anomaly(ctx, args.split)
-    else:
-        outcome = evaluate_classify(ctx, args.split, args.k or ctx.config.eval.k, args.metric or ctx.config.eval.metric)
-    folder = write_outputs(ctx, outcome)
-    print_summary(outcome.metrics)
-    out.print(f"evaluated in {time.perf_counter() - start:.1f} s; report: {folder / 'report.html'}")
+        result = evaluate_run(args.run, args.split, args.data, args.k, args.metric,
+                              progress=lambda m, done, total: advance(done, total))  # fmt: skip
+    print_summary(result.metrics)
+    out.print(f"evaluated in {time.perf_counter() - start:.1f} s; report: {result.report}")
     return 0
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 from weldfusion import __version__
 from weldfusion.cli import data_commands
+from weldfusion.cli.demo_command import add_demo
 from weldfusion.cli.evaluate_command import add_evaluate
 from weldfusion.cli.info_command import add_info
+from weldfusion.cli.predict_command import add_predict
 from weldfusion.cli.train_command import add_diagnose, add_train
 from weldfusion.cli.console import err
 from weldfusion.errors import InputError
@@ -19,13 +20,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # usage errors: one line, exit 2
         err.print(f"[red]error:[/] {self.prog}: {message}", highlight=False)
         raise SystemExit(2)
-
-
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise InputError(f"`weldfusion {name}` is not implemented yet")
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_diagnose(commands)
     add_evaluate(commands)
-    commands.add_parser("predict", help="predict weld folders with a run").set_defaults(handler=_not_yet("predict"))
+    add_predict(commands)
     add_info(commands)
-    data_commands.add_demo(commands)
+    add_demo(commands)
     return parser
 
 

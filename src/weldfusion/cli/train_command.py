@@ -9,6 +9,9 @@ from pathlib import Path
 from weldfusion.cli.console import err, out, progress_bar
 from weldfusion.cli.options import add_config_options, config_from
 from weldfusion.errors import InputError
+from weldfusion.evaluation.anomaly import fit_anomaly
+from weldfusion.evaluation.classify import calibrate_threshold
+from weldfusion.evaluation.context import open_context
 from weldfusion.training.run import train
 
 
@@ -34,8 +37,6 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.resume and not (args.root / "manifest.csv").is_file() and args.manifest is None:
         raise InputError(f"{args.root}: no manifest.csv (give the dataset root, or --manifest)")
     if config.protocol == "anomaly":
-        from weldfusion.evaluation.anomaly import fit_anomaly
-
         fit_anomaly(args.root, args.out, config, args.manifest, say=out.print)
         return 0
     with progress_bar("caching frozen-encoder features", 0) as advance:
@@ -45,6 +46,8 @@ def run_train(args: argparse.Namespace) -> int:
                        progress_bar=err.is_terminal)  # fmt: skip
     best = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
     out.print(f"trained {result.epochs} epoch(s){best}; run folder {result.run}")
+    threshold = calibrate_threshold(open_context(result.run))
+    out.print(f"defect-score threshold for predict: {threshold['threshold']:.3f} ({threshold['chosen_on']})")
     return 0
 
 

@@ -53,6 +53,7 @@ class AnomalyModel:
     weights: dict[str, float]
     threshold: float
     selection: dict  # how the weights and threshold were chosen (VAL AUROC, n)
+    reference_keys: dict[str, list[str]]  # SUBDIRS of each reference row
 
     def standardise(self, modality: str, values: np.ndarray) -> np.ndarray:
         return (values - self.feature_mean[modality]) / self.feature_std[modality]
@@ -84,7 +85,7 @@ class AnomalyModel:
         write_json_atomic(folder / "anomaly.json", {
             "format": "weldfusion-anomaly", "modalities": self.modalities, "k": self.k, "metric": self.metric,
             "score_mean": self.score_mean, "score_std": self.score_std, "weights": self.weights,
-            "threshold": self.threshold, "selection": self.selection,
+            "threshold": self.threshold, "selection": self.selection, "reference_keys": self.reference_keys,
         })  # fmt: skip
 
     @classmethod
@@ -96,10 +97,13 @@ class AnomalyModel:
                 arrays = {key: f.get_tensor(key).astype(np.float64) for key in f.keys()}
         except (OSError, json.JSONDecodeError, SafetensorError) as exc:
             raise InputError(f"{folder}: missing or damaged anomaly model ({exc})") from None
-        ms = [*data["modalities"], CONCATENATED]
-        return cls(data["modalities"], data["k"], data["metric"], {m: arrays[f"{m}.reference"] for m in ms},
-                   {m: arrays[f"{m}.mean"] for m in ms}, {m: arrays[f"{m}.std"] for m in ms}, data["score_mean"],
-                   data["score_std"], data["weights"], data["threshold"], data["selection"])  # fmt: skip
+        try:
+            ms = [*data["modalities"], CONCATENATED]
+            return cls(data["modalities"], data["k"], data["metric"], {m: arrays[f"{m}.reference"] for m in ms},
+                       {m: arrays[f"{m}.mean"] for m in ms}, {m: arrays[f"{m}.std"] for m in ms}, data["score_mean"],
+                       data["score_std"], data["weights"], data["threshold"], data["selection"], data["reference_keys"])  # fmt: skip
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not a complete weldfusion anomaly model (missing {exc})") from None
 
 
 def fuse(standardised: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
@@ -127,12 +131,15 @@ def _auc(is_defect: np.ndarray, score: np.ndarray) -> float | None:
     return float(roc_auc_score(y, score[ok])) if 0 < y.sum() < len(y) else None
 
 
+def with_concatenation(features: dict[str, Features]) -> dict[str, Features]:
+    """Add the concatenation of all modalities' features, for the welds that have all of them."""
+    parts = list(features.values())
+    joined = Features(np.concatenate([f.values for f in parts], axis=1), np.all([f.available for f in parts], axis=0))
+    return {**features, CONCATENATED: joined}
+
+
 def features_of(samples: list[Sample], ctx: EvalContext, modalities: list[str]) -> dict[str, Features]:
-    """Each modality's features, plus their concatenation for the welds that have all of them."""
-    out = {m: modality_features(samples, m, ctx.caches, ctx.config, ctx.transforms) for m in modalities}
-    out[CONCATENATED] = Features(np.concatenate([out[m].values for m in modalities], axis=1),
-                                 np.all([out[m].available for m in modalities], axis=0))  # fmt: skip
-    return out
+    return with_concatenation({m: modality_features(samples, m, ctx.caches, ctx.config, ctx.transforms) for m in modalities})
 
 
 def fit_model(ctx: EvalContext) -> AnomalyModel:
@@ -143,9 +150,10 @@ def fit_model(ctx: EvalContext) -> AnomalyModel:
         raise InputError(f"{ctx.manifest}: the anomaly protocol needs more than {config.eval.anomaly_k} Good welds in "
                          f"the train split (found {len(good)})")  # fmt: skip
     train = features_of(good, ctx, modalities)
-    reference, mean, std, score_mean, score_std = {}, {}, {}, {}, {}
+    reference, mean, std, score_mean, score_std, keys = {}, {}, {}, {}, {}, {}
     for m in [*modalities, CONCATENATED]:
         values = train[m].values[train[m].available]
+        keys[m] = [s.key for s, ok in zip(good, train[m].available) if ok]
         if len(values) <= config.eval.anomaly_k:
             raise InputError(f"{ctx.manifest}: only {len(values)} Good train welds have a usable {m}; drop it from model.modalities")
         mean[m], std[m] = values.mean(0), values.std(0)
@@ -155,7 +163,7 @@ def fit_model(ctx: EvalContext) -> AnomalyModel:
         own = loo.distances.mean(1)
         score_mean[m], score_std[m] = float(own.mean()), float(max(own.std(), 1e-8))
     model = AnomalyModel(modalities, config.eval.anomaly_k, config.eval.anomaly_metric, reference, mean, std, score_mean,
-                         score_std, {m: 1 / len(modalities) for m in modalities}, 0.0, {})  # fmt: skip
+                         score_std, {m: 1 / len(modalities) for m in modalities}, 0.0, {}, keys)  # fmt: skip
     choose_weights(model, ctx, features_of(ctx.split("val"), ctx, modalities), np.array([s.label for s in ctx.split("val")]))
     return model
 

@@ -13,7 +13,8 @@ from weldfusion.errors import InputError
 from weldfusion.evaluation import knn
 from weldfusion.evaluation.context import EvalContext
 from weldfusion.evaluation.features import modality_features, standardise
-from weldfusion.evaluation.metrics import auroc, classification
+from weldfusion.evaluation.metrics import auroc, classification, equal_error_threshold
+from weldfusion.io import write_json_atomic
 from weldfusion.models.artifact import load_model
 from weldfusion.models.cache import CachedDataset
 from weldfusion.models.inference import Embedded, embed
@@ -82,3 +83,23 @@ def evaluate_classify(ctx: EvalContext, split: str, k: int, metric: str) -> Outc
                "per_modality": per_modality(ctx, reference, query, k, metric),
                "checkpoint": loaded.meta.get("checkpoint")}  # fmt: skip
     return Outcome(metrics, query_labels, defect_score, qry.embeddings.numpy(), qry.problems)
+
+
+THRESHOLD_FILE = "threshold.json"
+
+
+def calibrate_threshold(ctx: EvalContext) -> dict:
+    """The defect-score threshold at VAL's equal error rate (k-NN against the train split), saved in
+    RUN/model/threshold.json for `predict`; 0.5 (the majority line) when VAL lacks Good or defect welds."""
+    reference, val = ctx.split("train"), ctx.split("val")
+    labels = np.array([s.label for s in val])
+    if not reference or not (0 < (labels != GOOD).sum() < len(labels)):
+        result = {"threshold": 0.5, "chosen_on": "default (VAL lacks Good or defect welds)"}
+    else:
+        loaded = load_model(ctx.paths.model, cached=set(ctx.caches))
+        ref, qry = embed_split(ctx, reference, loaded), embed_split(ctx, val, loaded)
+        _, score = knn_figures(ref.embeddings.numpy(), ref.labels.numpy(), qry.embeddings.numpy(), labels,
+                               ctx.config.eval.k, ctx.config.eval.metric, ctx.config.eval.temperature)  # fmt: skip
+        result = {"threshold": equal_error_threshold(labels != GOOD, score), "chosen_on": f"val equal error rate ({len(val)} welds)"}
+    write_json_atomic(ctx.paths.model / THRESHOLD_FILE, result)
+    return result

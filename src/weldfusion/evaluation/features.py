@@ -35,20 +35,22 @@ class Features:
     available: np.ndarray  # (N,) bool
 
 
-def pooled(samples: list[Sample], cache: FeatureCache) -> Features:
-    rows, available = [], []
-    for sample in samples:
-        tokens, valid, _ = cache.load(sample)
-        if valid.any():
-            kept = tokens[valid].float()
-            rows.append(torch.cat([kept.mean(0), kept.std(0, unbiased=False)]).numpy())
-            available.append(True)
-        else:
-            rows.append(None)
-            available.append(False)
+def pool_statistics(tokens: torch.Tensor, valid: torch.Tensor) -> np.ndarray | None:
+    """(N, D) tokens of one weld -> (2D,) mean and std over its valid tokens; None if none is valid."""
+    if not valid.any():
+        return None
+    kept = tokens[valid].float()
+    return torch.cat([kept.mean(0), kept.std(0, unbiased=False)]).numpy().astype(np.float64)
+
+
+def stack(rows: list[np.ndarray | None]) -> Features:
     width = next((r.shape[0] for r in rows if r is not None), 1)
-    values = np.stack([r if r is not None else np.full(width, np.nan, np.float32) for r in rows])
-    return Features(values.astype(np.float64), np.array(available, bool))
+    values = np.stack([r if r is not None else np.full(width, np.nan) for r in rows])
+    return Features(values, np.array([r is not None for r in rows], bool))
+
+
+def pooled(samples: list[Sample], cache: FeatureCache) -> Features:
+    return stack([pool_statistics(*cache.load(sample)[:2]) for sample in samples])
 
 
 def sensor_statistics(log: np.ndarray) -> np.ndarray:
@@ -59,18 +61,15 @@ def sensor_statistics(log: np.ndarray) -> np.ndarray:
 
 
 def sensor(samples: list[Sample], config: Config, transforms: Transforms) -> Features:
-    width = len(config.data.sensor.channels) * len(SENSOR_STATISTICS)
-    rows, available = [], []
+    rows: list[np.ndarray | None] = []
     for sample in samples:
         try:
             if not sample.available("sensor"):
                 raise ModalityError(sample.folder, "missing")
             rows.append(sensor_statistics(decode_modality(sample, "sensor", config, transforms).value.astype(np.float64)))
-            available.append(True)
         except ModalityError:
-            rows.append(np.full(width, np.nan))
-            available.append(False)
-    return Features(np.stack(rows), np.array(available, bool))
+            rows.append(None)
+    return stack(rows)
 
 
 def modality_features(samples: list[Sample], modality: str, caches: dict[str, FeatureCache], config: Config,

@@ -169,13 +169,20 @@ def synthesize(out: Path, per_class: int = 8, seconds: float = 4.0, size: str = 
         raise ValueError("per_class must be >= 1 and seconds > 0")
     out = Path(out)
     welds = plan(per_class, seconds, size, seed)
-    rows = manifest_rows(welds, split, seed)
     out.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
         for done, _ in enumerate(pool.map(write_weld, [out] * len(welds), welds), start=1):
             if progress:
                 progress(done, len(welds))
-    manifest = out / "manifest.csv"
+    return write_manifest(out, per_class, seconds, size, split, seed)
+
+
+def write_manifest(out: Path, per_class: int, seconds: float, size: str, split: str, seed: int,
+                   name: str = "manifest.csv") -> Path:  # fmt: skip
+    """The manifest of a synthetic dataset (the plan is deterministic, so another split of the same
+    welds can be written later, e.g. an official-style one beside a supervised one)."""
+    rows = manifest_rows(plan(per_class, seconds, size, seed), split, seed)
+    manifest = Path(out) / name
     write_atomic(manifest, lambda tmp: rows.to_csv(tmp, index=False))
     return manifest
 
