@@ -81,7 +81,9 @@ def test_data_split_writes_a_leak_free_manifest(tmp_path, capsys):
     [(["data", "check", "/nonexistent"], "dataset root not found"),
      (["data", "split", "/nonexistent", "--out", "x.csv"], "manifest not found"),
      (["synth", "/tmp/x", "--per-class", "0"], "--per-class"),
-     (["evaluate"], "not implemented yet")],
+     (["evaluate", "/nonexistent"], "not a weldfusion run folder"),
+     (["info", "--preset", "nope"], "unknown preset"),
+     (["info", "--set", "train.epochs=many"], "train.epochs='many' must be int")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2

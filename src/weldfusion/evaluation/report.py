@@ -33,7 +33,8 @@ def finish_metrics(ctx: EvalContext, outcome: Outcome) -> dict:
             "data_fingerprint": ctx.fingerprint, "config": ctx.config.to_dict()}  # fmt: skip
 
 
-def write_outputs(ctx: EvalContext, outcome: Outcome) -> Path:
+def write_outputs(ctx: EvalContext, outcome: Outcome) -> tuple[Path, dict]:
+    """RUN/eval/<split>/ with metrics.json, the pictures and report.html; returns it and the metrics."""
     metrics = finish_metrics(ctx, outcome)
     folder = ctx.paths.eval(metrics["split"])
     write_json_atomic(folder / "metrics.json", metrics)
@@ -46,7 +47,7 @@ def write_outputs(ctx: EvalContext, outcome: Outcome) -> Path:
     for name, png in pictures.items():
         write_atomic(folder / name, lambda tmp, data=png: tmp.write_bytes(data))
     write_text_atomic(folder / "report.html", render_html(metrics, pictures))
-    return folder
+    return folder, metrics
 
 
 def _png(figure: plt.Figure) -> bytes:

@@ -24,5 +24,5 @@ def evaluate_run(run: Path, split: str = "test", data: Path | None = None, k: in
         outcome = evaluate_anomaly(ctx, split)
     else:
         outcome = evaluate_classify(ctx, split, k or ctx.config.eval.k, metric or ctx.config.eval.metric)
-    folder = write_outputs(ctx, outcome)
-    return Evaluated(outcome.metrics, folder / "report.html")
+    folder, metrics = write_outputs(ctx, outcome)
+    return Evaluated(metrics, folder / "report.html")
