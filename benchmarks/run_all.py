@@ -31,7 +31,8 @@ def main() -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print("\nsummary (ratios measured within one run each):")
     for name, figures in results.items():
-        print(f"  {name:<18} {json.dumps({k: v for k, v in figures.items() if not isinstance(v, dict)})}")
+        flat = {k: (v.get("ratio", v) if isinstance(v, dict) else v) for k, v in figures.items()}
+        print(f"  {name:<18} {json.dumps(flat)}")
     print(f"written to {out / 'results.json'}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
