@@ -89,7 +89,10 @@ def load_model(folder: Path, cached: set[str] | frozenset[str] = frozenset()) ->
     except (SafetensorError, OSError) as exc:
         raise InputError(f"{weights}: damaged or not a safetensors file ({exc})") from None
     state = {k: v for k, v in state.items() if _modality_of(k) not in cached}
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise InputError(f"{weights}: does not match its config.json ({str(exc).splitlines()[-1].strip()})") from None
     missing = [k for k in result.missing_keys if _modality_of(k) not in _external(config)]
     if missing or result.unexpected_keys:
         raise InputError(f"{weights}: does not match its config.json (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
