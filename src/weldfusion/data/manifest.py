@@ -53,7 +53,7 @@ def read_manifest(path: Path, *, require_split: bool = True) -> Manifest:
     missing = [c for c in required if c not in raw.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(raw.columns)})")
-    raw = raw.apply(lambda col: col.str.strip())
+    raw = raw.apply(lambda col: col.astype(str).str.strip())
     raw["line"] = range(2, len(raw) + 2)  # 1-based file line; line 1 is the header
     errors: list[Problem] = []
     accepted: list[tuple[int, str, int, str | None]] = []  # (position, key, label, split)
@@ -82,11 +82,9 @@ def read_manifest(path: Path, *, require_split: bool = True) -> Manifest:
         seen[key] = row.line
         accepted.append((pos, key, label, split))
     table = raw.iloc[[a[0] for a in accepted]].copy()
-    table["key"] = [a[1] for a in accepted]
-    table["label"] = [a[2] for a in accepted]
-    table["split"] = [a[3] for a in accepted]
-    if "DIRECTORY" in table.columns:
-        table["session"] = [d or k.split("/")[0] for d, k in zip(table["DIRECTORY"], table["key"])]
-    else:
-        table["session"] = [k.split("/")[0] for k in table["key"]]
+    table["key"] = pd.Series([a[1] for a in accepted], index=table.index, dtype=object)
+    table["label"] = pd.Series([a[2] for a in accepted], index=table.index, dtype=int)
+    table["split"] = pd.Series([a[3] for a in accepted], index=table.index, dtype=object)
+    directories = table["DIRECTORY"] if "DIRECTORY" in table.columns else [""] * len(table)
+    table["session"] = pd.Series([d or k.split("/")[0] for d, k in zip(directories, table["key"])], index=table.index, dtype=object)
     return Manifest(path=path, table=table.reset_index(drop=True), errors=errors)

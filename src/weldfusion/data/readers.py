@@ -55,6 +55,10 @@ def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], 
     the frames that really decode, and reported.
     """
     check_size(path, max_mb)
+    with path.open("rb") as f:
+        head = f.read(12)
+    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+        raise ModalityError(path, f"not an AVI file (starts with {head[:8]!r})")
     count = frame_count(path)
     if count > max_frames:
         raise ModalityError(path, f"header claims {count} frames, above the {max_frames} bound (data.max_video_frames)")
@@ -143,14 +147,18 @@ def read_images(paths: tuple[Path, ...], views: int, image_transform: Callable[[
         try:
             check_size(path, max_mb)
             with Image.open(path) as image:
+                if image.format != "JPEG":
+                    notes.append(f"{path.name}: {image.format} image under a JPEG name")
                 image.draft("RGB", (min_size, min_size))
                 arrays.append(image_transform(image.convert("RGB")))
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, ModalityError) as exc:
-            notes.append(f"{path.name}: not a readable image ({first_line(exc)}); view masked")
+            reason = exc.problem if isinstance(exc, ModalityError) else first_line(exc)
+            notes.append(f"{path.name}: not a readable image ({reason}); view masked")
             arrays.append(None)
     valid = np.array([a is not None for a in arrays] + [False] * (views - len(arrays)))
     if not valid.any():
-        raise ModalityError(paths[0].parent if paths else "images", "no readable photo")
+        first = f" ({notes[-len(arrays)]})" if arrays else ""
+        raise ModalityError(paths[0].parent if paths else "images", f"no readable photo{first}")
     shape = next(a for a in arrays if a is not None).shape
     placeholder = np.zeros(shape, dtype=np.float32)  # masked by `valid`, never read by a model
     stacked = np.stack([a if a is not None else placeholder for a in arrays] + [placeholder] * (views - len(arrays)))
@@ -168,6 +176,8 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float = 1200.0, max_mb
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise ModalityError(path, f"not a readable audio file ({first_line(exc)})") from None
     notes = []
+    if info.format != "FLAC":
+        notes.append(f"{info.format} audio under a .flac name; decoded as {info.format}")
     if wave.shape[1] > 1:
         notes.append(f"{wave.shape[1]} channels mixed to mono")
     wave = wave.mean(axis=1)

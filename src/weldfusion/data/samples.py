@@ -70,7 +70,7 @@ def locate_files(folder: Path, part: str, modalities: tuple[str, ...] = MODALITI
             missing[modality] = f"missing file {expected}"
         else:
             empty = [p for p in found if p.stat().st_size == 0]
-            if empty:
+            if empty and len(empty) == len(found):  # one empty photo only masks its own view (reader)
                 missing[modality] = f"{empty[0].name} is empty (0 bytes)"
         if found:
             files[modality] = found

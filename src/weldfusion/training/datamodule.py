@@ -29,7 +29,11 @@ def load_samples(root: Path, manifest_path: Path | None, modalities: list[str]) 
     manifest = read_manifest(manifest_path or Path(root) / "manifest.csv")
     manifest.raise_errors()
     samples, _ = build_samples(Path(root), manifest, tuple(MODALITIES))
-    return [s for s in samples if any(s.available(m) for m in modalities)]
+    usable = [s for s in samples if any(s.available(m) for m in modalities)]
+    if not usable:
+        raise InputError(f"{manifest.path}: no usable weld under {root} (every modality of every row is missing or "
+                         "unreadable); run `weldfusion data check` for the details")  # fmt: skip
+    return usable
 
 
 def fit_sensor_stats(samples: list[Sample], config: Config, transforms: Transforms) -> SensorStats:
