@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import pandas as pd
 import soundfile as sf
 from PIL import Image
@@ -16,7 +15,7 @@ from weldfusion.config import Config
 from weldfusion.data.categories import CATEGORIES, GOOD, category_name, code_of_part
 from weldfusion.data.manifest import SPLITS, Manifest, read_manifest
 from weldfusion.data.problems import Problem
-from weldfusion.data.readers import first_line, frame_count, check_size, read_sensor
+from weldfusion.data.readers import check_size, first_line, probe_video, read_sensor
 from weldfusion.data.samples import Sample, build_samples
 from weldfusion.data.split import session_groups, sessions_crossing_splits
 from weldfusion.errors import ModalityError
@@ -56,13 +55,7 @@ def probe(sample: Sample, modality: str, config: Config) -> str | None:
     d = config.data
     try:
         if modality == "video":
-            check_size(files[0], d.max_file_mb)
-            frames = frame_count(files[0])
-            capture = cv2.VideoCapture(str(files[0]), cv2.CAP_FFMPEG)
-            ok = capture.read()[0]
-            capture.release()
-            if not ok:
-                return "no decodable frame (corrupt or not a video)"
+            frames = probe_video(files[0], d.max_file_mb)
             if 0 < frames < 2:
                 return f"only {frames} frame"
         elif modality == "audio":

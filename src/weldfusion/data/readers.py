@@ -54,12 +54,7 @@ def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], 
     selected, already transformed frames. A file shorter than its header claims is sampled again over
     the frames that really decode, and reported.
     """
-    check_size(path, max_mb)
-    with path.open("rb") as f:
-        head = f.read(12)
-    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
-        raise ModalityError(path, f"not an AVI file (starts with {head[:8]!r})")
-    count = frame_count(path)
+    count = _header_frames(path, max_mb)
     if count > max_frames:
         raise ModalityError(path, f"header claims {count} frames, above the {max_frames} bound (data.max_video_frames)")
     if count <= 0:
@@ -74,19 +69,32 @@ def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], 
     return Decoded(np.stack(selected), notes)
 
 
+def _header_frames(path: Path, max_mb: int, first_frame: bool = False) -> int:
+    """Size bound, AVI container check, and the header's frame count (and a first decodable frame)."""
+    check_size(path, max_mb)
+    with path.open("rb") as f:
+        head = f.read(12)
+    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+        raise ModalityError(path, f"not an AVI file (starts with {head[:8]!r})")
+    capture = _open(path)
+    try:
+        if first_frame and not capture.read()[0]:
+            raise ModalityError(path, "no decodable frame (corrupt video)")
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+
+
+def probe_video(path: Path, max_mb: int = 2048) -> int:
+    """The cheap check of `data check`: size, container, one decodable frame; the header's frame count."""
+    return _header_frames(path, max_mb, first_frame=True)
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         raise ModalityError(path, "cannot be opened as a video (corrupt or not an AVI)")
     return capture
-
-
-def frame_count(path: Path) -> int:
-    capture = _open(path)
-    try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
 
 
 def _count_decodable(path: Path, max_frames: int) -> int:

@@ -146,7 +146,7 @@ def write_weld(root: Path, weld: Weld) -> None:
     tag = f"{weld.part}"
     for view in range(VIEWS):
         image = render.photo(rng["photo"], photo_state, weld.recipe, sizes["photo"], view, tag)
-        write_atomic(folder / "images" / f"{weld.part}_{view + 1}.jpg", lambda tmp: image.save(tmp, format="JPEG", quality=90))
+        write_atomic(folder / "images" / f"{weld.part}_{view + 1}.jpg", lambda tmp, image=image: image.save(tmp, format="JPEG", quality=90))
 
 
 def sensor_csv(weld: Weld, rng: np.random.Generator, state: int, timing: render.Timing) -> str:
