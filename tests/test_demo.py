@@ -7,8 +7,8 @@ import sys
 
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "weldfusion", "demo", "--out", str(out), "--per-class", "20",
-                             "--epochs", "15"], capture_output=True, text=True, timeout=900)  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "weldfusion", "demo", "--out", "demo", "--per-class", "20",
+                             "--epochs", "15"], capture_output=True, text=True, timeout=900, cwd=tmp_path)  # relative --out, as in `make demo`  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     classify, anomaly = summary["classify"], summary["anomaly"]

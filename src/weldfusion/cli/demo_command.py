@@ -40,7 +40,7 @@ def run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     timings: dict[str, float] = {}
     data, runs = args.out / "data", args.out / "runs"
-    overrides = [f"seed={args.seed}", f"cache.dir={args.out / 'cache'}"]
+    overrides = [f"seed={args.seed}", f"cache.dir={args.out.resolve() / 'cache'}"]
     if args.epochs:
         overrides.append(f"train.epochs={args.epochs}")
     config = load_config("cpu", overrides)

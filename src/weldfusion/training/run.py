@@ -173,7 +173,7 @@ def finish(paths: RunPaths, module: WeldFusionModule, data: WeldDataModule, conf
     module.load_state_dict(state)
     model = module.model.cpu().eval()
     stats = SensorStats.load(paths.sensor_stats) if paths.sensor_stats.is_file() else None
-    meta = {"checkpoint": str(best.relative_to(paths.root)), "cached": data.cached, "protocol": "classify",
+    meta = {"checkpoint": str(best.resolve().relative_to(paths.root.resolve())), "cached": data.cached, "protocol": "classify",
             "data_fingerprint": data_fingerprint(manifest, samples), "weldfusion": __version__}  # fmt: skip
     export_model(paths.model, model, config, stats, meta)
     data.setup()
