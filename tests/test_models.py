@@ -150,3 +150,12 @@ def test_cpu_preset_model_is_deterministic():
         assert torch.equal(p, q), name
     assert np.isclose(sum(p.sum().item() for p in a.encoders["images"].parameters()),
                       sum(p.sum().item() for p in b.encoders["images"].parameters()))  # fmt: skip
+
+
+def test_full_preset_input_shapes_are_the_spec_shapes():
+    from weldfusion.data.dataset import input_shapes
+
+    config = load_config("full")
+    assert input_shapes(config, build_transforms(config)) == {
+        "video": (32, 3, 224, 224), "images": (5, 3, 224, 224), "audio": (3, 1024, 128), "sensor": (256, 6),
+    }  # fmt: skip

@@ -51,7 +51,6 @@ def build_transforms(config: Config) -> Transforms:
     d, m = config.data, config.model
     processor_files = ("video_preprocessor_config.json", "preprocessor_config.json")
     video_arch = backbone_config("video", m.video, offline_ok=True)
-    image_arch = backbone_config("images", m.images, offline_ok=True)
     audio_arch = backbone_config("audio", m.audio, offline_ok=True)
     audio_settings = processor_settings(m.audio, ("preprocessor_config.json",))
     extractor = ASTFeatureExtractor(
@@ -60,7 +59,8 @@ def build_transforms(config: Config) -> Transforms:
     )  # fmt: skip
     return Transforms(
         video=resize_crop(processor_settings(m.video, processor_files), d.video.size, video_arch.crop_size),
-        images=ImageTransform(resize_crop(processor_settings(m.images, processor_files[1:]), d.images.size,
-                                          image_arch.image_size), d.images.tag_box),  # fmt: skip
+        # DINOv2's processor crops 224 (its config's image_size, 518, is the pretraining grid, not the input size)
+        images=ImageTransform(resize_crop(processor_settings(m.images, processor_files[1:]), d.images.size, 224),
+                              d.images.tag_box),  # fmt: skip
         audio=AudioTransform(extractor, d.audio.clips),
     )
