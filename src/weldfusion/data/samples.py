@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import pandas as pd
-
 from weldfusion import MODALITIES
 from weldfusion.data.manifest import Manifest
 from weldfusion.data.problems import Problem
@@ -126,11 +124,3 @@ def build_samples(root: Path, manifest: Manifest, modalities: tuple[str, ...] = 
             problems.extend(Problem(row.key, m, why) for m, why in missing.items())
         samples.append(Sample(row.key, row.session, int(row.label), row.split, folder, files, missing))
     return samples, problems
-
-
-def samples_frame(samples: list[Sample], modalities: tuple[str, ...] = MODALITIES) -> pd.DataFrame:
-    """The sample table as a DataFrame (key, session, label, split, one availability column per modality)."""
-    return pd.DataFrame(
-        [{"key": s.key, "session": s.session, "label": s.label, "split": s.split,
-          **{m: s.available(m) for m in modalities}} for s in samples]  # fmt: skip
-    )
