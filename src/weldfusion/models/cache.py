@@ -59,10 +59,18 @@ class FeatureCache:
         self.folder = Path(root) / f"{modality}-{digest(identity_)}"
         self.dtype = DTYPES[dtype]
         self.identity = identity_
+        self._keys: dict[tuple[str, str], str] = {}  # fingerprints are read once per process, not every epoch
 
     def sample_key(self, sample: Sample) -> str:
-        files = [file_fingerprint(p) for p in sample.files.get(self.modality, ())]
-        return digest({"key": sample.key, "files": files, "missing": sample.missing.get(self.modality)})
+        memo = (str(sample.folder), sample.key)
+        if memo not in self._keys:
+            files = [file_fingerprint(p) for p in sample.files.get(self.modality, ())]
+            self._keys[memo] = digest({"key": sample.key, "files": files, "missing": sample.missing.get(self.modality)})
+        return self._keys[memo]
+
+    def refresh(self) -> None:
+        """Forget the remembered fingerprints (a fill takes them anew, so changed files are noticed)."""
+        self._keys.clear()
 
     def path(self, sample: Sample) -> Path:
         return self.folder / f"{self.sample_key(sample)}.safetensors"
@@ -108,6 +116,7 @@ def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, ca
     computed = {}
     device = torch.device(device)
     for modality, cache in caches.items():
+        cache.refresh()
         todo = [s for s in samples if not cache.has(s)]
         computed[modality] = len(todo)
         if not todo:
