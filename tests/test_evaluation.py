@@ -73,8 +73,8 @@ def test_classify_metrics_follow_the_contract(classify_eval, trained_run):
     for key in SPEC_KEYS:
         assert key in metrics, key
     assert metrics["protocol"] == "classify" and metrics["n_query"] > 0 and metrics["k"] == 5
-    assert set(metrics["per_modality"]) == {"video", "images", "audio", "sensor"}
-    for figures in metrics["per_modality"].values():
+    assert set(metrics["per_modality"]) == set(metrics["without_modality"]) == {"video", "images", "audio", "sensor"}
+    for figures in [*metrics["per_modality"].values(), *metrics["without_modality"].values()]:
         assert {"accuracy", "f1_macro", "f1_weighted", "auroc_defect"} <= set(figures)
     matrix = np.array(metrics["confusion_matrix"])
     assert matrix.sum() == metrics["n_query"] and matrix.shape == (len(metrics["labels"]),) * 2

@@ -91,6 +91,7 @@ def headline(classify: dict, anomaly: dict) -> dict:
     return {
         "classify": {k: classify[k] for k in ("accuracy", "f1_macro", "f1_weighted", "auroc_defect", "n_query")},
         "classify_per_modality_f1_macro": per_modality,
+        "classify_without_modality_f1_macro": {m: v["f1_macro"] for m, v in classify.get("without_modality", {}).items()},
         "fused_minus_best_single_f1": None if best_single is None else round(classify["f1_macro"] - best_single, 4),
         "anomaly": {"auroc_defect": anomaly["auroc_defect"], "auroc_per_defect": anomaly["auroc_per_defect"],
                     "per_modality": {m: v["auroc_defect"] for m, v in anomaly["per_modality"].items()},
@@ -106,11 +107,12 @@ def print_headline(summary: dict) -> None:
     table = Table(title="each modality alone vs fused (synthetic data)")
     table.add_column("modality")
     table.add_column("classify macro-F1 (k-NN)", justify="right")
+    table.add_column("fused model without it", justify="right")
     table.add_column("anomaly AUROC", justify="right")
-    anomaly = summary["anomaly"]["per_modality"]
+    anomaly, without = summary["anomaly"]["per_modality"], summary["classify_without_modality_f1_macro"]
     for modality, f1 in summary["classify_per_modality_f1_macro"].items():
-        table.add_row(modality, _fmt(f1), _fmt(anomaly.get(modality)))
-    table.add_row("[bold]fused[/]", _fmt(c["f1_macro"]), _fmt(summary["anomaly"]["auroc_defect"]))
+        table.add_row(modality, _fmt(f1), _fmt(without.get(modality)), _fmt(anomaly.get(modality)))
+    table.add_row("[bold]fused[/]", _fmt(c["f1_macro"]), "", _fmt(summary["anomaly"]["auroc_defect"]))
     out.print(table)
 
 

@@ -44,3 +44,6 @@ def print_summary(metrics: dict) -> None:
     for modality, figures_ in m["per_modality"].items():
         table.add_row(modality, *("–" if figures_.get(k) is None else f"{figures_[k]:.4f}" for k in keys))
     out.print(table)
+    if m.get("without_modality"):
+        out.print("fused model without one modality (macro-F1): "
+                  + ", ".join(f"{mod} {v['f1_macro']:.4f}" for mod, v in m["without_modality"].items()))  # fmt: skip

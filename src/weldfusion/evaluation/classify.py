@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from weldfusion.data.categories import GOOD, NUM_CLASSES
 from weldfusion.data.dataset import WeldDataset
@@ -42,10 +44,40 @@ def knn_figures(reference: np.ndarray, reference_labels: np.ndarray, query: np.n
     return figures, defect_score
 
 
-def embed_split(ctx: EvalContext, samples: list[Sample], loaded) -> Embedded:
+class WithoutModality(Dataset):
+    """A view of a dataset in which one modality is masked for every weld (the drop-one ablation)."""
+
+    def __init__(self, dataset: Dataset, modality: str):
+        self.dataset = dataset
+        self.modality = modality
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        for kind in ("mask", "token_mask"):
+            if self.modality in item.get(kind, {}):
+                item[kind] = {**item[kind], self.modality: torch.zeros_like(item[kind][self.modality])}
+        return item
+
+
+def embed_split(ctx: EvalContext, samples: list[Sample], loaded, without: str | None = None) -> Embedded:
     live = [m for m in ctx.config.model.modalities if m not in ctx.caches]
     dataset = CachedDataset(WeldDataset(samples, live, ctx.config, ctx.transforms, loaded.sensor_stats), ctx.caches)
-    return embed(loaded.model, dataset, batch_size=ctx.config.eval.batch_size)
+    return embed(loaded.model, WithoutModality(dataset, without) if without else dataset, batch_size=ctx.config.eval.batch_size)
+
+
+def ablation(ctx: EvalContext, reference: list[Sample], query: list[Sample], loaded, k: int, metric: str) -> dict:
+    """The trained model with one modality masked in every weld: how much the fusion relies on it."""
+    out = {}
+    modalities = ctx.config.model.modalities
+    for modality in modalities if len(modalities) > 1 else []:
+        ref, qry = embed_split(ctx, reference, loaded, modality), embed_split(ctx, query, loaded, modality)
+        figures, _ = knn_figures(ref.embeddings.numpy(), ref.labels.numpy(), qry.embeddings.numpy(), qry.labels.numpy(),
+                                 k, metric, ctx.config.eval.temperature)  # fmt: skip
+        out[modality] = {key: figures[key] for key in ("accuracy", "f1_macro", "f1_weighted", "auroc_defect")}
+    return out
 
 
 def per_modality(ctx: EvalContext, reference: list[Sample], query: list[Sample], k: int, metric: str) -> dict:
@@ -81,6 +113,7 @@ def evaluate_classify(ctx: EvalContext, split: str, k: int, metric: str) -> Outc
     metrics = {"protocol": "classify", "split": split, "n_reference": len(reference), "n_query": len(query), "k": k,
                "metric": metric, "temperature": ctx.config.eval.temperature, **figures,
                "per_modality": per_modality(ctx, reference, query, k, metric),
+               "without_modality": ablation(ctx, reference, query, loaded, k, metric),
                "checkpoint": loaded.meta.get("checkpoint")}  # fmt: skip
     return Outcome(metrics, query_labels, defect_score, qry.embeddings.numpy(), qry.problems)
 

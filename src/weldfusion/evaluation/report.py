@@ -138,6 +138,13 @@ def render_html(metrics: dict, pictures: dict[str, bytes]) -> str:
         rows = [f"<tr><th>{html.escape(name)}</th>{_cell(v, 'auroc_per_defect.' + name)}</tr>" for name, v in m["auroc_per_defect"].items()]
         sections.append("<h2>AUROC per defect type (against Good)</h2>" + _table(["defect type", "AUROC"], rows))
     sections.append(per_modality_section(m))
+    if m.get("without_modality"):
+        keys = ["accuracy", "f1_macro", "f1_weighted", "auroc_defect"]
+        rows = [f"<tr><th>{html.escape(mod)}</th>" + "".join(_cell(v.get(k), f"without_modality.{mod}.{k}") for k in keys) + "</tr>"
+                for mod, v in m["without_modality"].items()]  # fmt: skip
+        sections.append("<h2>The fused model without one modality</h2><p>that modality masked in every weld (reference "
+                        "and query); the drop from the headline shows how much the fusion relies on it</p>"
+                        + _table(["masked modality", *keys], rows))  # fmt: skip
     if m.get("paper"):
         rows = [f"<tr><th>{html.escape(name)}</th>" + "".join(_cell(v[f], f"paper.{name}.{f}") for f in ("paper_audio", "paper_video", "paper_fused", "ours_audio", "ours_video", "ours_fused")) + "</tr>"
                 for name, v in m["paper"].items()]  # fmt: skip
