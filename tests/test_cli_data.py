@@ -44,7 +44,10 @@ def test_data_check_on_corrupt_data_names_every_problem(corrupt_root, tmp_path, 
     assert "images/*.jpg" in found[(keys["no_images"], "images")]
     assert (keys["three_images"], "images") not in found
     assert "'..'" in found[(keys["escape"], None)]
-    assert (keys["truncated_video"], "video") in found or report["modalities"]["video"] == report["usable"]
+    assert "truncated" in found[(keys["truncated_video"], "video")]  # reported, still usable
+    assert "interpolated" in found[(keys["nan_csv"], "sensor")]
+    masked = {(p["sample"], p["modality"]) for p in report["problems"] if p["masked"]}
+    assert (keys["truncated_video"], "video") not in masked and (keys["missing_flac"], "audio") in masked
     assert report["usable"] == report["rows"] - 3  # unknown category, escaping row, the weld with no file
 
 

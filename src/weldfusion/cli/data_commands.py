@@ -90,7 +90,8 @@ def print_check(report: CheckReport) -> None:
     if report.problems:
         out.print(f"[bold]{len(report.problems)} problem(s)[/]" + (f", first {PROBLEMS_SHOWN}:" if len(report.problems) > PROBLEMS_SHOWN else ":"))
         for p in report.problems[:PROBLEMS_SHOWN]:
-            out.print(f"  {p['sample'] or 'manifest'}{' / ' + p['modality'] if p['modality'] else ''}: {p['problem']}", highlight=False)
+            flag = "" if p.get("masked", True) else " (reported, still used)"
+            out.print(f"  {p['sample'] or 'manifest'}{' / ' + p['modality'] if p['modality'] else ''}: {p['problem']}{flag}", highlight=False)
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
 

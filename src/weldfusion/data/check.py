@@ -49,32 +49,40 @@ class CheckReport:
         return self.usable > 0 and self.manifest_errors == 0
 
 
-def probe(sample: Sample, modality: str, config: Config) -> str | None:
-    """A cheap but real validity check of one modality file; the problem found, or None."""
+def probe(sample: Sample, modality: str, config: Config) -> tuple[str | None, list[str]]:
+    """A cheap but real check of one modality: (why it is unusable or None, notes on what is usable)."""
     files = sample.files[modality]
     d = config.data
     try:
         if modality == "video":
-            frames = probe_video(files[0], d.max_file_mb)
-            if 0 < frames < 2:
-                return f"only {frames} frame"
-        elif modality == "audio":
+            return None, probe_video(files[0], d.max_file_mb)
+        if modality == "audio":
             check_size(files[0], d.max_file_mb)
             info = sf.info(str(files[0]))
             if info.frames < 0.1 * info.samplerate:
-                return f"only {info.frames / info.samplerate:.3f} s of audio"
-        elif modality == "images":
-            for path in files:
-                check_size(path, d.max_file_mb)
-                with Image.open(path) as image:
-                    image.verify()
-        else:
-            s = d.sensor
-            read_sensor(files[0], s.channels, s.steps, s.current_channel, s.arc_threshold, s.crop_to_arc, d.max_file_mb)
+                return f"only {info.frames / info.samplerate:.3f} s of audio", []
+            return None, []
+        if modality == "images":
+            notes = [note for note in (_verify_photo(p, d.max_file_mb) for p in files) if note]
+            return ("no readable photo (" + notes[0] + ")" if len(notes) == len(files) else None), notes
+        s = d.sensor
+        return None, read_sensor(files[0], s.channels, s.steps, s.current_channel, s.arc_threshold, s.crop_to_arc,
+                                 d.max_file_mb).notes  # fmt: skip
     except ModalityError as exc:
-        return exc.problem
+        return exc.problem, []
     except (OSError, ValueError, RuntimeError, SyntaxError, sf.LibsndfileError) as exc:
-        return f"{files[0].name}: unreadable ({first_line(exc)})"
+        return f"{files[0].name}: unreadable ({first_line(exc)})", []
+
+
+def _verify_photo(path: Path, max_mb: int) -> str | None:
+    try:
+        check_size(path, max_mb)
+        with Image.open(path) as image:
+            image.verify()
+    except ModalityError as exc:
+        return f"{path.name}: {exc.problem}; view masked"
+    except (OSError, ValueError, SyntaxError) as exc:
+        return f"{path.name}: unreadable ({first_line(exc)}); view masked"
     return None
 
 
@@ -111,15 +119,18 @@ def _probe_all(samples: list[Sample], config: Config) -> tuple[list[Sample], lis
     with ThreadPoolExecutor(max_workers=max(config.data.num_workers, 1)) as pool:
         results = list(pool.map(lambda job: probe(job[0], job[1], config), jobs))
     bad: dict[str, dict[str, str]] = {}
-    for (sample, modality), problem in zip(jobs, results):
+    found: list[Problem] = []
+    for (sample, modality), (problem, notes) in zip(jobs, results):
         if problem:
             bad.setdefault(sample.key, {})[modality] = problem
+            found.append(Problem(sample.key, modality, problem))
+        found += [Problem(sample.key, modality, note, masked=False) for note in notes]
     out = []
     for sample in samples:
         for modality, problem in bad.get(sample.key, {}).items():
             sample = sample.without(modality, problem)
         out.append(sample)
-    return out, [Problem(key, m, p) for key, found in bad.items() for m, p in found.items()]
+    return out, found
 
 
 def _label_mismatches(manifest: Manifest) -> list[Problem]:

@@ -10,6 +10,7 @@ class Problem:
     sample: str | None  # the manifest's SUBDIRS value (None: the manifest itself)
     modality: str | None  # None for row-level problems
     problem: str
+    masked: bool = True  # False: reported only (e.g. a truncated but readable video)
 
     def to_dict(self) -> dict[str, str | None]:
         return asdict(self)

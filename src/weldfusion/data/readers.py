@@ -69,25 +69,37 @@ def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], 
     return Decoded(np.stack(selected), notes)
 
 
-def _header_frames(path: Path, max_mb: int, first_frame: bool = False) -> int:
-    """Size bound, AVI container check, and the header's frame count (and a first decodable frame)."""
+def _sniff_avi(path: Path, max_mb: int) -> str | None:
+    """Size bound and AVI container check; a note when the file is shorter than its RIFF header says."""
     check_size(path, max_mb)
     with path.open("rb") as f:
         head = f.read(12)
     if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
         raise ModalityError(path, f"not an AVI file (starts with {head[:8]!r})")
+    declared, size = int.from_bytes(head[4:8], "little") + 8, path.stat().st_size
+    return f"truncated: {size} of the {declared} bytes its AVI header declares" if size < declared else None
+
+
+def _header_frames(path: Path, max_mb: int) -> int:
+    _sniff_avi(path, max_mb)
     capture = _open(path)
     try:
-        if first_frame and not capture.read()[0]:
-            raise ModalityError(path, "no decodable frame (corrupt video)")
         return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         capture.release()
 
 
-def probe_video(path: Path, max_mb: int = 2048) -> int:
-    """The cheap check of `data check`: size, container, one decodable frame; the header's frame count."""
-    return _header_frames(path, max_mb, first_frame=True)
+def probe_video(path: Path, max_mb: int = 2048) -> list[str]:
+    """The cheap check of `data check`: size, container, a first decodable frame; notes (truncation, 1 frame)."""
+    note = _sniff_avi(path, max_mb)
+    capture = _open(path)
+    try:
+        if not capture.read()[0]:
+            raise ModalityError(path, "no decodable frame (corrupt video)")
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    return [n for n in (note, "a single frame" if frames == 1 else None) if n]
 
 
 def _open(path: Path) -> cv2.VideoCapture:
