@@ -30,33 +30,17 @@ from weldfusion.training.datamodule import WeldDataModule, load_samples, require
 from weldfusion.training.module import WeldFusionModule
 
 
-@dataclass
 class RunPaths:
-    root: Path
+    """The run folder layout of SPEC §10."""
 
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def run_info(self) -> Path:
-        return self.root / "run.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def sensor_stats(self) -> Path:
-        return self.root / "sensor_stats.json"
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"
+        self.run_info = self.root / "run.json"
+        self.checkpoints = self.root / "checkpoints"
+        self.model = self.root / "model"
+        self.logs = self.root / "logs"
+        self.sensor_stats = self.root / "sensor_stats.json"
 
     def eval(self, split: str) -> Path:
         return self.root / "eval" / split
