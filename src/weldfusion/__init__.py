@@ -7,5 +7,3 @@ import os
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 __version__ = "0.1.0"
-
-MODALITIES: tuple[str, ...] = ("video", "images", "audio", "sensor")

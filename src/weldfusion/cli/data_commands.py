@@ -8,7 +8,6 @@ from pathlib import Path
 
 from rich.table import Table
 
-from weldfusion import MODALITIES
 from weldfusion.cli.console import err, out, progress_bar
 from weldfusion.config import load_config
 from weldfusion.data.categories import CATEGORIES
@@ -16,6 +15,7 @@ from weldfusion.data.check import CheckReport, check_dataset
 from weldfusion.data.manifest import SPLITS, read_manifest
 from weldfusion.data.split import make_split, sessions_crossing_splits, write_split_manifest
 from weldfusion.errors import InputError
+from weldfusion.registry import MODALITIES
 from weldfusion.io import write_json_atomic
 from weldfusion.synth.generate import synthesize
 
@@ -84,7 +84,7 @@ def print_check(report: CheckReport) -> None:
         splits = report.counts.get(name, {})
         counts.add_row(name, *(str(splits.get(c, 0)) for c in present), str(report.sessions.get(name, 0)))
     out.print(counts)
-    out.print("modalities available: " + ", ".join(f"{m} {report.modalities[m]}" for m in MODALITIES))
+    out.print("modalities available: " + ", ".join(f"{m} {report.modalities[m]}" for m in MODALITIES.names()))
     out.print(f"sessions crossing splits: {report.sessions_crossing_splits}")
     out.print(f"supervised-ready (train split has >= 2 classes with >= 2 welds): {report.supervised_ready}")
     if report.problems:

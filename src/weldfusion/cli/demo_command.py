@@ -18,13 +18,10 @@ from weldfusion.cli.console import err, out, progress_bar
 from weldfusion.cli.data_commands import print_check
 from weldfusion.config import load_config
 from weldfusion.data.check import check_dataset
-from weldfusion.evaluation.anomaly import fit_anomaly
-from weldfusion.evaluation.classify import calibrate_threshold
-from weldfusion.evaluation.context import open_context
-from weldfusion.evaluation.run import evaluate_run
+from weldfusion.engine import fit_run
+from weldfusion.evaluation.evaluate import evaluate_run
 from weldfusion.io import write_json_atomic
 from weldfusion.synth.generate import synthesize, write_manifest
-from weldfusion.training.run import train
 
 
 def add_demo(commands: argparse._SubParsersAction) -> None:
@@ -62,16 +59,15 @@ def run_demo(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     out.rule("3. classify protocol: SupCon training (cpu preset), k-NN on the held-out test split")
     with progress_bar("caching frozen-encoder features", 0) as advance:
-        train(data, runs / "classify", config, say=out.print, progress=lambda m, done, total: advance(done, total),
-              progress_bar=err.is_terminal)  # fmt: skip
-    calibrate_threshold(open_context(runs / "classify"))
+        fit_run(runs / "classify", data, config, say=out.print, progress=lambda m, done, total: advance(done, total),
+                progress_bar=err.is_terminal)  # fmt: skip
     step("train", t)
     t = time.perf_counter()
     classify = evaluate_run(runs / "classify", "test")
     step("evaluate", t)
     t = time.perf_counter()
     out.rule("4. anomaly protocol on the official-style split (TRAIN = Good only)")
-    fit_anomaly(data, runs / "anomaly", load_config("cpu", overrides), data / "manifest_official.csv", say=out.print)
+    fit_run(runs / "anomaly", data, config.copy_with(["protocol=anomaly"]), data / "manifest_official.csv", say=out.print)
     anomaly = evaluate_run(runs / "anomaly", "test")
     step("anomaly", t)
     out.rule("5. results (synthetic data)")

@@ -9,7 +9,9 @@ from pathlib import Path
 from rich.table import Table
 
 from weldfusion.cli.console import out, progress_bar
-from weldfusion.evaluation.run import evaluate_run
+from weldfusion.config import Metric, choices
+from weldfusion.errors import InputError
+from weldfusion.evaluation.evaluate import evaluate_run
 
 
 def add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -18,17 +20,19 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, metavar="ROOT", help="evaluate on this dataset root instead of the run's")
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--k", type=int, help="neighbours (default: the run's eval.k)")
-    p.add_argument("--metric", choices=("cosine", "euclidean", "manhattan"), help="default: the run's eval.metric")
+    p.add_argument("--metric", choices=choices(Metric), help="default: the run's eval.metric")
     p.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.k is not None and args.k < 1:
+        raise InputError(f"--k {args.k}: must be >= 1")
     start = time.perf_counter()
     with progress_bar("caching features", 0) as advance:
         result = evaluate_run(args.run, args.split, args.data, args.k, args.metric,
                               progress=lambda m, done, total: advance(done, total))  # fmt: skip
     print_summary(result.metrics)
-    out.print(f"evaluated in {time.perf_counter() - start:.1f} s; report: {result.report}")
+    out.print(f"evaluated in {time.perf_counter() - start:.1f} s; report: {result.report}; per weld: {result.report.parent / 'scores.csv'}")
     return 0
 
 

@@ -17,6 +17,10 @@ def add_predict(commands: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("folders", type=Path, nargs="+", metavar="SAMPLE_DIR")
     p.add_argument("--json", type=Path, help="also write the predictions as JSON")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--threshold", type=float, metavar="X", help="decide at this defect score instead of the fitted threshold")
+    cut.add_argument("--false-alarm-rate", type=float, metavar="R",
+                     help="decide at the threshold that flags this fraction of the reference Good welds")  # fmt: skip
     p.set_defaults(handler=run_predict)
 
 
@@ -27,20 +31,20 @@ def run_predict(args: argparse.Namespace) -> int:
         failures.append(message)
         err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
 
-    predictions = predict(args.run, args.folders, refuse)
+    predictions = predict(args.run, args.folders, refuse, args.threshold, args.false_alarm_rate)
     if predictions:
-        anomaly = predictions[0].category is None
         table = Table(title=f"{len(predictions)} weld(s) scored with {args.run}")
-        for column in ["weld", "prediction" if not anomaly else "anomaly score (z)", "defect score", "decision",
-                       "modalities", "nearest reference welds", "fusion input share" if not anomaly else "per-modality z"]:  # fmt: skip
+        for column in ["weld", "category", "defect score", "decision", "modalities", "nearest reference welds",
+                       "per modality"]:  # fmt: skip
             table.add_column(column)
         for p in predictions:
-            verdict = f"{p.category} ({p.probability:.2f})" if not anomaly else f"{p.defect_score:.2f}"
+            category = f"{p.category} ({p.probability:.2f})" if p.category else "–"
+            score = "–" if p.defect_score is None else f"{p.defect_score:.3f} (threshold {p.threshold:.3f})"
             modalities = ", ".join(m if why == "ok" else f"[red]{m}: {why}[/]" for m, why in p.available.items())
             nearest = "; ".join(f"{n['category']} {n['distance']:.3f}" for n in p.nearest[:3])
-            shares = p.attention if not anomaly else p.modality_scores
-            table.add_row(Path(p.folder).name, verdict, f"{p.defect_score:.3f} (threshold {p.threshold:.3f})", p.decision,
-                          modalities, nearest, ", ".join(f"{m} {v}" for m, v in shares.items()))  # fmt: skip
+            per = p.fusion_share or p.modality_scores
+            table.add_row(Path(p.folder).name, category, score, p.decision or "[red]none: not seen[/]", modalities, nearest,
+                          ", ".join(f"{m} {v}" for m, v in per.items()))  # fmt: skip
         out.print(table)
     if args.json:
         write_json_atomic(args.json, {"predictions": [p.to_dict() for p in predictions], "refused": failures})

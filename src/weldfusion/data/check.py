@@ -7,18 +7,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
-from PIL import Image
 
-from weldfusion import MODALITIES
 from weldfusion.config import Config
 from weldfusion.data.categories import CATEGORIES, GOOD, category_name, code_of_part
 from weldfusion.data.manifest import SPLITS, Manifest, read_manifest
 from weldfusion.data.problems import Problem
-from weldfusion.data.readers import check_size, first_line, probe_video, read_sensor
+from weldfusion.data.readers import first_line
+from weldfusion.data.sampler import contrastive_ready
 from weldfusion.data.samples import Sample, build_samples
 from weldfusion.data.split import session_groups, sessions_crossing_splits
 from weldfusion.errors import ModalityError
+from weldfusion.registry import MODALITIES
 
 RECIPE_COLUMNS = ("WELD_TYPE", "THICKNESS_MM", "STEEL_TYPE", "CURRENT_A", "VOLTAGE_V", "GAS_BAR", "ROBOT_SPEED_CPM")
 SHORTCUT_PURITY = 0.9
@@ -52,38 +51,12 @@ class CheckReport:
 def probe(sample: Sample, modality: str, config: Config) -> tuple[str | None, list[str]]:
     """A cheap but real check of one modality: (why it is unusable or None, notes on what is usable)."""
     files = sample.files[modality]
-    d = config.data
     try:
-        if modality == "video":
-            return None, probe_video(files[0], d.max_file_mb)
-        if modality == "audio":
-            check_size(files[0], d.max_file_mb)
-            info = sf.info(str(files[0]))
-            if info.frames < 0.1 * info.samplerate:
-                return f"only {info.frames / info.samplerate:.3f} s of audio", []
-            return None, []
-        if modality == "images":
-            notes = [note for note in (_verify_photo(p, d.max_file_mb) for p in files) if note]
-            return ("no readable photo (" + notes[0] + ")" if len(notes) == len(files) else None), notes
-        s = d.sensor
-        return None, read_sensor(files[0], s.channels, s.steps, s.current_channel, s.arc_threshold, s.crop_to_arc,
-                                 d.max_file_mb).notes  # fmt: skip
+        return None, MODALITIES.get(modality).probe(files, config)
     except ModalityError as exc:
         return exc.problem, []
-    except (OSError, ValueError, RuntimeError, SyntaxError, sf.LibsndfileError) as exc:
+    except (OSError, ValueError, RuntimeError, SyntaxError) as exc:
         return f"{files[0].name}: unreadable ({first_line(exc)})", []
-
-
-def _verify_photo(path: Path, max_mb: int) -> str | None:
-    try:
-        check_size(path, max_mb)
-        with Image.open(path) as image:
-            image.verify()
-    except ModalityError as exc:
-        return f"{path.name}: {exc.problem}; view masked"
-    except (OSError, ValueError, SyntaxError) as exc:
-        return f"{path.name}: unreadable ({first_line(exc)}); view masked"
-    return None
 
 
 def check_dataset(root: Path, config: Config, manifest_path: Path | None = None, deep: bool = True) -> CheckReport:
@@ -95,12 +68,12 @@ def check_dataset(root: Path, config: Config, manifest_path: Path | None = None,
         problems += found
     problems += _label_mismatches(manifest)
     table = manifest.table
-    usable = [s for s in samples if any(s.available(m) for m in MODALITIES)]
+    usable = [s for s in samples if any(s.available(m) for m in MODALITIES.names())]
     crossing = sessions_crossing_splits(table)
     report = CheckReport(
         root=str(root), manifest=str(manifest.path), rows=len(table) + len(manifest.errors), usable=len(usable),
         counts=_counts(table), sessions={category_name(k): int(v) for k, v in table.groupby("label")["session"].nunique().items()},
-        modalities={m: sum(s.available(m) for s in samples) for m in MODALITIES},
+        modalities={m: sum(s.available(m) for s in samples) for m in MODALITIES.names()},
         problems=[p.to_dict() for p in problems], sessions_crossing_splits=len(crossing), crossing_sessions=crossing,
         supervised_ready=supervised_ready(usable, "train"), manifest_errors=len(manifest.errors),
     )  # fmt: skip
@@ -110,12 +83,11 @@ def check_dataset(root: Path, config: Config, manifest_path: Path | None = None,
 
 def supervised_ready(samples: list[Sample], split: str) -> bool:
     """Can `split` make SupCon batches: at least 2 classes with at least 2 samples each?"""
-    counts = pd.Series([s.label for s in samples if s.split == split]).value_counts()
-    return int((counts >= 2).sum()) >= 2
+    return contrastive_ready([s.label for s in samples if s.split == split])
 
 
 def _probe_all(samples: list[Sample], config: Config) -> tuple[list[Sample], list[Problem]]:
-    jobs = [(s, m) for s in samples for m in MODALITIES if s.available(m)]
+    jobs = [(s, m) for s in samples for m in MODALITIES.names() if s.available(m)]
     with ThreadPoolExecutor(max_workers=max(config.data.num_workers, 1)) as pool:
         results = list(pool.map(lambda job: probe(job[0], job[1], config), jobs))
     bad: dict[str, dict[str, str]] = {}

@@ -10,17 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from weldfusion import MODALITIES
 from weldfusion.data.manifest import Manifest
 from weldfusion.data.problems import Problem
-
-EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "video": (".avi",),
-    "audio": (".flac",),
-    "sensor": (".csv",),
-    "images": (".jpg", ".jpeg"),
-}
-
+from weldfusion.registry import MODALITIES
 
 @dataclass(frozen=True)
 class Sample:
@@ -49,23 +41,20 @@ def _inside(path: Path, base: Path) -> bool:
     return path.resolve().is_relative_to(base)
 
 
-def locate_files(folder: Path, part: str, modalities: tuple[str, ...] = MODALITIES, within: Path | None = None,
+def locate_files(folder: Path, part: str, modalities: tuple[str, ...] | None = None, within: Path | None = None,
                  ) -> tuple[dict[str, tuple[Path, ...]], dict[str, str]]:  # fmt: skip
     """Find each modality's file(s) in a weld folder; files resolving outside `within` are refused."""
     base = (within or folder).resolve()
     files: dict[str, tuple[Path, ...]] = {}
     missing: dict[str, str] = {}
-    for modality in modalities:
-        if modality == "images":
-            found = _images(folder / "images")
-        else:
-            found = _single(folder, part, EXTENSIONS[modality])
+    for modality in modalities or MODALITIES.names():
+        spec = MODALITIES.get(modality)
+        found = spec.locate(folder, part)
         outside = [p for p in found if not _inside(p, base)]
         if outside:
             missing[modality] = f"{outside[0].name} links outside {base}; not opened"
         elif not found:
-            expected = "images/*.jpg" if modality == "images" else f"{part}{EXTENSIONS[modality][0]}"
-            missing[modality] = f"missing file {expected}"
+            missing[modality] = f"missing file {spec.expected(part)}"
         else:
             empty = [p for p in found if p.stat().st_size == 0]
             if empty and len(empty) == len(found):  # one empty photo only masks its own view (reader)
@@ -73,23 +62,6 @@ def locate_files(folder: Path, part: str, modalities: tuple[str, ...] = MODALITI
         if found:
             files[modality] = found
     return files, missing
-
-
-def _single(folder: Path, part: str, extensions: tuple[str, ...]) -> tuple[Path, ...]:
-    exact = [folder / f"{part}{ext}" for ext in extensions if (folder / f"{part}{ext}").is_file()]
-    if exact:
-        return (exact[0],)
-    if not folder.is_dir():
-        return ()
-    # Tolerate another stem or upper-case extension when the folder holds exactly one such file.
-    others = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
-    return (others[0],) if len(others) == 1 else ()
-
-
-def _images(folder: Path) -> tuple[Path, ...]:
-    if not folder.is_dir():
-        return ()
-    return tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS["images"]))
 
 
 def resolve_folder(root: Path, key: str) -> tuple[Path | None, str | None]:
@@ -105,7 +77,7 @@ def resolve_folder(root: Path, key: str) -> tuple[Path | None, str | None]:
     return folder, None
 
 
-def build_samples(root: Path, manifest: Manifest, modalities: tuple[str, ...] = MODALITIES,
+def build_samples(root: Path, manifest: Manifest, modalities: tuple[str, ...] | None = None,
                   ) -> tuple[list[Sample], list[Problem]]:  # fmt: skip
     """Samples of every usable manifest row, plus the problems found (rejected rows, missing files)."""
     root = Path(root)
@@ -118,7 +90,7 @@ def build_samples(root: Path, manifest: Manifest, modalities: tuple[str, ...] = 
             continue
         if not folder.is_dir():
             problems.append(Problem(row.key, None, f"row {row.line}: folder {folder} not found"))
-            files, missing = {}, {m: "sample folder not found" for m in modalities}
+            files, missing = {}, {m: "sample folder not found" for m in modalities or MODALITIES.names()}
         else:
             files, missing = locate_files(folder, PurePosixPath(row.key).name, modalities, within=root.resolve())
             problems.extend(Problem(row.key, m, why) for m, why in missing.items())

@@ -8,14 +8,12 @@
 - images: the paper-tag box is blanked to the mean colour first when configured.
 - audio: AST's own log-mel fbank (transformers' Kaldi-compatible spectrogram with the feature
   extractor's filters, window and normalisation), on clips spread evenly over the recording.
-- sensor: per-channel standardisation with statistics of the training split, stored with the run.
+- per-channel standardisation (the sensor log) with statistics of the training split, stored with the run.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,7 +22,6 @@ from transformers import ASTFeatureExtractor
 from transformers.audio_utils import spectrogram_batch
 
 from weldfusion.errors import InputError
-from weldfusion.io import write_json_atomic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -114,37 +111,27 @@ class AudioTransform:
 
 
 @dataclass(frozen=True)
-class SensorStats:
-    """Per-channel mean/std of the training split's resampled logs; stored with the run."""
+class ChannelStats:
+    """Per-channel mean/std of the training split's values of one modality; stored with the run."""
 
     channels: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
     @classmethod
-    def fit(cls, channels: list[str], logs: list[np.ndarray]) -> SensorStats:
-        if not logs:
-            raise InputError("no readable sensor log in the training split: cannot compute sensor statistics")
-        stacked = np.concatenate(logs, axis=0).astype(np.float64)
+    def fit(cls, channels: list[str], arrays: list[np.ndarray], what: str = "sensor log") -> ChannelStats:
+        if not arrays:
+            raise InputError(f"no readable {what} in the training split: cannot compute its standardisation statistics")
+        stacked = np.concatenate(arrays, axis=0).astype(np.float64)
         std = np.maximum(stacked.std(axis=0), 1e-6)
         return cls(tuple(channels), tuple(stacked.mean(axis=0).tolist()), tuple(std.tolist()))
 
-    def apply(self, log: np.ndarray) -> np.ndarray:
-        return ((log - np.array(self.mean)) / np.array(self.std)).astype(np.float32)
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        return ((values - np.array(self.mean)) / np.array(self.std)).astype(np.float32)
 
-    def save(self, path: Path) -> None:
-        write_json_atomic(path, {"channels": self.channels, "mean": self.mean, "std": self.std})
+    def to_dict(self) -> dict:
+        return {"channels": list(self.channels), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def load(cls, path: Path) -> SensorStats:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    def from_dict(cls, data: dict) -> ChannelStats:
         return cls(tuple(data["channels"]), tuple(data["mean"]), tuple(data["std"]))
-
-
-@dataclass
-class Transforms:
-    """The preprocessing of every modality for one configuration."""
-
-    video: ResizeCrop
-    images: ImageTransform
-    audio: AudioTransform

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,24 +19,37 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from weldfusion.data.categories import CATEGORIES  # noqa: E402
-from weldfusion.evaluation.classify import Outcome  # noqa: E402
-from weldfusion.evaluation.context import EvalContext  # noqa: E402
-from weldfusion.evaluation.metrics import roc_points  # noqa: E402
+from weldfusion.metrics.figures import roc_points  # noqa: E402
+from weldfusion.runs import RunData  # noqa: E402
 from weldfusion.io import write_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 
 TSNE_LIMIT = 3000
 HEADLINE = ("accuracy", "f1_macro", "f1_weighted", "precision_weighted", "recall_weighted", "auroc_defect")
 
 
-def finish_metrics(ctx: EvalContext, outcome: Outcome) -> dict:
-    return {**outcome.metrics, "skipped": ctx.skipped, "masked": outcome.masked,
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "data_root": str(ctx.root),
-            "data_fingerprint": ctx.fingerprint, "config": ctx.config.to_dict()}  # fmt: skip
+@dataclass
+class Outcome:
+    """What an evaluation hands to the report: the figures and the arrays behind the pictures (usable welds)."""
+
+    metrics: dict
+    labels: np.ndarray
+    defect_score: np.ndarray
+    embedding: np.ndarray  # for the 2-D map
+    masked: dict[str, dict[str, str]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
-def write_outputs(ctx: EvalContext, outcome: Outcome) -> tuple[Path, dict]:
+def finish_metrics(data: RunData, outcome: Outcome) -> dict:
+    config = data.run.config
+    return {**outcome.metrics, "skipped": outcome.skipped, "masked": outcome.masked,
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "data_root": str(data.root),
+            "data_fingerprint": data.fingerprint, "config": config.to_dict()}  # fmt: skip
+
+
+def write_outputs(data: RunData, outcome: Outcome) -> tuple[Path, dict]:
     """RUN/eval/<split>/ with metrics.json, the pictures and report.html; returns it and the metrics."""
-    metrics = finish_metrics(ctx, outcome)
+    metrics = finish_metrics(data, outcome)
+    ctx = data.run
     folder = ctx.paths.eval(metrics["split"])
     write_json_atomic(folder / "metrics.json", metrics)
     pictures = {}

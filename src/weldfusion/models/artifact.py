@@ -18,10 +18,12 @@ from safetensors.torch import load_file, save_file
 
 from weldfusion.config import Config, from_dict
 from weldfusion.data.categories import CATEGORIES
-from weldfusion.data.transforms import SensorStats
+from weldfusion.data.dataset import Standardisation
+from weldfusion.data.transforms import ChannelStats
 from weldfusion.errors import InputError
 from weldfusion.io import write_atomic, write_json_atomic
 from weldfusion.models.model import WeldFusionModel, build_encoder
+from weldfusion.registry import MODALITIES
 
 FORMAT = "weldfusion-model"
 
@@ -30,15 +32,13 @@ FORMAT = "weldfusion-model"
 class LoadedModel:
     config: Config
     model: WeldFusionModel
-    sensor_stats: SensorStats | None
+    stats: Standardisation  # per-channel statistics of the standardised modalities (train split)
     meta: dict = field(default_factory=dict)
 
 
 def _external(config: Config) -> set[str]:
     """Modalities whose frozen pretrained weights are loaded from their source, not stored."""
-    m = config.model
-    return {mod for mod in m.modalities if mod != "sensor" and getattr(m, mod).pretrained
-            and getattr(m, mod).freeze and not getattr(m, mod).unfreeze_last}  # fmt: skip
+    return {m for m in config.model.modalities if MODALITIES.get(m).external_weights(config)}
 
 
 def _modality_of(key: str) -> str | None:
@@ -46,8 +46,7 @@ def _modality_of(key: str) -> str | None:
     return key.split(".")[1] if key.startswith("encoders.") else None
 
 
-def export_model(folder: Path, model: WeldFusionModel, config: Config, sensor_stats: SensorStats | None,
-                 meta: dict) -> None:  # fmt: skip
+def export_model(folder: Path, model: WeldFusionModel, config: Config, stats: Standardisation, meta: dict) -> None:
     """Write model.safetensors and config.json; `model` may lack encoders of cached modalities."""
     state = {k: v for k, v in model.state_dict().items() if _modality_of(k) not in _external(config)}
     for modality in set(config.model.modalities) - set(model.encoders) - _external(config):
@@ -57,7 +56,7 @@ def export_model(folder: Path, model: WeldFusionModel, config: Config, sensor_st
     write_atomic(folder / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
     write_json_atomic(folder / "config.json", {
         "format": FORMAT, "config": config.to_dict(), "labels": list(CATEGORIES),
-        "sensor_stats": None if sensor_stats is None else {"channels": sensor_stats.channels, "mean": sensor_stats.mean, "std": sensor_stats.std},
+        "standardisation": {m: v.to_dict() for m, v in stats.items()},
         "meta": meta,
     })  # fmt: skip
 
@@ -79,7 +78,7 @@ def load_model(folder: Path, cached: set[str] | frozenset[str] = frozenset()) ->
     """Rebuild the model (encoders of `cached` modalities left out) and load its weights."""
     folder = Path(folder)
     data = read_model_config(folder)
-    config = from_dict(data["config"]).validate()
+    config = from_dict(data["config"])
     model = WeldFusionModel(config, cached=set(cached))
     weights = folder / "model.safetensors"
     try:
@@ -96,9 +95,11 @@ def load_model(folder: Path, cached: set[str] | frozenset[str] = frozenset()) ->
     missing = [k for k in result.missing_keys if _modality_of(k) not in _external(config)]
     if missing or result.unexpected_keys:
         raise InputError(f"{weights}: does not match its config.json (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
-    stats = data.get("sensor_stats")
-    sensor_stats = SensorStats(tuple(stats["channels"]), tuple(stats["mean"]), tuple(stats["std"])) if stats else None
-    return LoadedModel(config, model.eval(), sensor_stats, data.get("meta", {}))
+    try:
+        stats = {m: ChannelStats.from_dict(v) for m, v in (data.get("standardisation") or {}).items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{folder / 'config.json'}: damaged standardisation statistics ({exc})") from None
+    return LoadedModel(config, model.eval(), stats, data.get("meta", {}))
 
 
 def save_reference(folder: Path, embeddings: torch.Tensor, labels: torch.Tensor, keys: list[str]) -> None:

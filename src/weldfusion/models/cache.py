@@ -1,19 +1,21 @@
-"""Feature cache for frozen encoders: each weld's encoder output is computed once and stored.
+"""Frozen encoders' outputs, computed once per weld and kept: on disk (the feature cache) or in memory.
 
-Layout: `<cache dir>/<modality>-<encoder digest>/<sample digest>.safetensors`, holding `tokens`
-(N, D) in the configured dtype and `valid` (N,). The encoder digest covers the backbone (source,
-architecture, local file fingerprints or init seed), the encoder options (pooling, aggregation)
-and the preprocessing; the sample digest covers SUBDIRS and the fingerprints of that modality's
-files. Changing any of them invalidates exactly the affected entries. An unusable modality is
-stored too, fully masked, with its reason, so it is reported rather than retried every epoch.
-Entries are written atomically: an interrupted fill resumes where it stopped.
+Layout on disk: `<cache dir>/<modality>-<encoder digest>/<sample digest>.safetensors`, holding
+`tokens` (N, D) in the configured dtype and `valid` (N,). The encoder digest covers everything the
+modality's spec names in `cache_identity` (backbone source and weights, encoder options,
+preprocessing, dtype); the sample digest covers SUBDIRS and the fingerprints of that modality's
+files. Changing any of them invalidates exactly the affected entries. An unusable modality is stored
+too, fully masked, with its reason, so it is reported rather than retried every epoch. Entries are
+written atomically: an interrupted fill resumes where it stopped.
+
+`MemoryStore` keeps the same entries in memory, cast to the same dtype, for welds outside a dataset
+(`predict`): cached or live, the model sees the same numbers.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,15 +24,16 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from weldfusion.config import Config
-from weldfusion.data.dataset import WeldDataset
+from weldfusion.data.dataset import Transforms, WeldDataset
 from weldfusion.data.samples import Sample
-from weldfusion.data.transforms import Transforms
 from weldfusion.errors import InputError
 from weldfusion.io import write_atomic, write_json_atomic
-from weldfusion.models.backbones import digest, file_fingerprint, identity
+from weldfusion.models.backbones import digest, file_fingerprint
 from weldfusion.models.model import build_encoder
+from weldfusion.registry import MODALITIES
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+Entry = tuple[torch.Tensor, torch.Tensor, str]  # tokens, valid, problem
 
 
 def cache_root(config: Config) -> Path:
@@ -39,27 +42,40 @@ def cache_root(config: Config) -> Path:
     return Path(os.environ.get("WELDFUSION_CACHE") or Path.home() / ".cache" / "weldfusion")
 
 
-def encoder_identity(modality: str, config: Config, transforms: Transforms) -> dict:
-    spec = getattr(config.model, modality)
-    preprocessing = {
-        "video": lambda: {"frames": config.data.video.frames, "resize": asdict(transforms.video)},
-        "images": lambda: {"views": config.data.images.views, "resize": asdict(transforms.images.resize),
-                           "tag_box": config.data.images.tag_box, "aggregate": spec.aggregate},  # fmt: skip
-        "audio": lambda: {"clips": config.data.audio.clips, "extractor": transforms.audio.extractor.to_dict()},
-    }[modality]()
-    return {"backbone": identity(modality, spec), "pool_tokens": spec.pool_tokens, "preprocessing": preprocessing,
-            "dtype": config.cache.dtype, "autocast": config.cache.autocast}  # fmt: skip
+def frozen_modalities(config: Config) -> list[str]:
+    """Modalities whose encoder is entirely frozen: their outputs are computed once and kept."""
+    return [m for m in config.model.modalities if MODALITIES.get(m).frozen(config)]
 
 
-class FeatureCache:
-    """One modality's cached encoder outputs for one encoder identity."""
+class MemoryStore:
+    """Entries of one modality in memory, in the cache's dtype."""
+
+    def __init__(self, modality: str, dtype: str = "float16"):
+        self.modality = modality
+        self.dtype = DTYPES[dtype]
+        self._entries: dict[str, Entry] = {}
+
+    def has(self, sample: Sample) -> bool:
+        return sample.key in self._entries
+
+    def store(self, sample: Sample, tokens: torch.Tensor, valid: torch.Tensor, problem: str = "") -> None:
+        self._entries[sample.key] = (tokens.detach().to("cpu", self.dtype).clone(), valid.detach().cpu().bool().clone(), problem)
+
+    def load(self, sample: Sample) -> Entry:
+        return self._entries[sample.key]
+
+    def refresh(self) -> None:
+        pass
+
+
+class FeatureCache(MemoryStore):
+    """One modality's cached encoder outputs on disk for one encoder identity."""
 
     def __init__(self, root: Path, modality: str, identity_: dict, dtype: str = "float16"):
-        self.modality = modality
+        super().__init__(modality, dtype)
         self.folder = Path(root) / f"{modality}-{digest(identity_)}"
-        self.dtype = DTYPES[dtype]
         self.identity = identity_
-        self._keys: dict[tuple[str, str], str] = {}  # fingerprints are read once per process, not every epoch
+        self._keys: dict[tuple[str, str], str] = {}  # fingerprints are read once per fill, not every epoch
 
     def sample_key(self, sample: Sample) -> str:
         memo = (str(sample.folder), sample.key)
@@ -85,7 +101,7 @@ class FeatureCache:
         metadata = {"sample": sample.key, "problem": problem}
         write_atomic(self.path(sample), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
-    def load(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor, str]:
+    def load(self, sample: Sample) -> Entry:
         """(tokens, valid, problem) of one weld; a damaged entry is an error naming its file."""
         path = self.path(sample)
         try:
@@ -95,43 +111,47 @@ class FeatureCache:
             raise InputError(f"{path}: damaged cache entry for {sample.key} ({exc}); delete it to recompute") from None
 
 
-def frozen_modalities(config: Config) -> list[str]:
-    """Modalities whose encoder is entirely frozen: their outputs can be cached."""
-    return [m for m in config.model.modalities if m != "sensor" and getattr(config.model, m).freeze
-            and not getattr(config.model, m).unfreeze_last]  # fmt: skip
+Store = MemoryStore  # FeatureCache is a MemoryStore kept on disk
 
 
-def open_caches(config: Config, transforms: Transforms, modalities: list[str]) -> dict[str, FeatureCache]:
+def open_stores(config: Config, transforms: Transforms, persistent: bool = True) -> dict[str, Store]:
+    """A store per frozen modality: the on-disk cache, or memory (welds outside a dataset)."""
+    if not persistent:
+        return {m: MemoryStore(m, config.cache.dtype) for m in frozen_modalities(config)}
     root = cache_root(config)
-    return {m: FeatureCache(root, m, encoder_identity(m, config, transforms), config.cache.dtype) for m in modalities}
+    return {m: FeatureCache(root, m, MODALITIES.get(m).cache_identity(config, transforms[m]), config.cache.dtype)
+            for m in frozen_modalities(config)}  # fmt: skip
 
 
-def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, caches: dict[str, FeatureCache],
-               device: torch.device | str = "cpu", progress: Callable[[str, int, int], None] | None = None) -> dict[str, int]:  # fmt: skip
+def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, stores: dict[str, Store],
+               device: torch.device | str = "cpu", progress: Callable[[str, int, int], None] | None = None,
+               workers: int | None = None) -> dict[str, int]:  # fmt: skip
     """Compute and store every missing entry; returns how many were computed per modality.
 
-    Encoders are loaded only for modalities with missing entries; batches run under
+    Encoders are loaded only for modalities with missing entries; batches run on `device` under
     `torch.inference_mode()` and, when enabled, bf16 autocast.
     """
     computed = {}
     device = torch.device(device)
-    for modality, cache in caches.items():
-        cache.refresh()
-        todo = [s for s in samples if not cache.has(s)]
+    for modality, store in stores.items():
+        store.refresh()
+        todo = [s for s in samples if not store.has(s)]
         computed[modality] = len(todo)
         if not todo:
             continue
         encoder = build_encoder(modality, config).to(device).eval()
         dataset = WeldDataset(todo, [modality], config, transforms)
-        loader = DataLoader(dataset, batch_size=config.cache.batch_size, num_workers=config.data.num_workers,
-                            persistent_workers=False)  # fmt: skip
+        workers = config.data.num_workers if workers is None else workers
+        loader = DataLoader(dataset, batch_size=config.cache.batch_size, num_workers=min(workers, len(todo)),
+                            pin_memory=device.type == "cuda")  # fmt: skip
         done = 0
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.cache.autocast)
         with torch.inference_mode(), autocast:
             for batch in loader:
-                tokens, valid = encoder(batch["inputs"][modality].to(device), batch["mask"][modality].to(device))
+                inputs = batch["inputs"][modality].to(device, non_blocking=True)
+                tokens, valid = encoder(inputs, batch["mask"][modality].to(device, non_blocking=True))
                 for row, index in enumerate(batch["index"].tolist()):
-                    cache.store(todo[index], tokens[row], valid[row], batch["problems"][modality][row])
+                    store.store(todo[index], tokens[row], valid[row], batch["problems"][modality][row])
                 done += len(batch["index"])
                 if progress:
                     progress(modality, done, len(todo))
@@ -140,11 +160,11 @@ def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, ca
 
 
 class CachedDataset(Dataset):
-    """Items of a live dataset (for the modalities computed each epoch) plus cached tokens."""
+    """Items of a live dataset (for the modalities computed each time) plus stored tokens."""
 
-    def __init__(self, live: WeldDataset, caches: dict[str, FeatureCache]):
+    def __init__(self, live: WeldDataset, stores: dict[str, Store]):
         self.live = live
-        self.caches = caches
+        self.stores = stores
 
     def __len__(self) -> int:
         return len(self.live)
@@ -153,7 +173,6 @@ class CachedDataset(Dataset):
         item = self.live[index]
         sample = self.live.samples[index]
         item["tokens"], item["token_mask"] = {}, {}
-        for modality, cache in self.caches.items():
-            item["tokens"][modality], item["token_mask"][modality], item["problems"][modality] = cache.load(sample)
+        for modality, store in self.stores.items():
+            item["tokens"][modality], item["token_mask"][modality], item["problems"][modality] = store.load(sample)
         return item
-

@@ -16,16 +16,21 @@ class Embedded:
     labels: torch.Tensor  # (N,)
     keys: list[str]
     problems: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> modality -> reason (masked ones)
-    attention: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (N,) share of the fusion input
+    contribution: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (N,) share of the fusion input
+    usable: torch.Tensor | None = None  # (N,) bool: at least one modality was valid
 
 
-def embed(model: WeldFusionModel, dataset: Dataset, batch_size: int = 16, num_workers: int = 0) -> Embedded:
+def embed(model: WeldFusionModel, dataset: Dataset, batch_size: int = 16, num_workers: int = 0,
+          hide: str | None = None) -> Embedded:  # fmt: skip
+    """`hide` masks one modality in every weld (the drop-one ablation)."""
     model.eval()
-    embeddings, labels, keys, problems, shares = [], [], [], {}, []
+    embeddings, labels, keys, problems, shares, usable = [], [], [], {}, [], []
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     with torch.inference_mode():
         for batch in loader:
-            out = model(batch, return_attention=True)
+            if hide is not None:
+                batch = hidden(batch, hide)
+            out = model(batch)
             embeddings.append(out.embedding.float())
             labels.append(batch["label"])
             keys += list(batch["key"])
@@ -33,12 +38,23 @@ def embed(model: WeldFusionModel, dataset: Dataset, batch_size: int = 16, num_wo
                 for key, reason in zip(batch["key"], reasons):
                     if reason:
                         problems.setdefault(key, {})[modality] = reason
-            shares.append(attention_shares(out.contribution))
-    attention = {m: torch.cat([s[m] for s in shares]) for m in shares[0]} if shares and shares[0] else {}
-    return Embedded(torch.cat(embeddings), torch.cat(labels), keys, problems, attention)
+            shares.append(contribution_shares(out.contribution))
+            masks = [*batch.get("mask", {}).values(), *batch.get("token_mask", {}).values()]
+            usable.append(torch.stack([m.flatten(1).any(1) for m in masks], 1).any(1))
+    contribution = {m: torch.cat([s[m] for s in shares]) for m in shares[0]} if shares and shares[0] else {}
+    return Embedded(torch.cat(embeddings), torch.cat(labels), keys, problems, contribution, torch.cat(usable))
 
 
-def attention_shares(contribution: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def hidden(batch: dict, modality: str) -> dict:
+    """The batch with `modality` masked in every weld."""
+    out = dict(batch)
+    for kind in ("mask", "token_mask"):
+        if modality in batch.get(kind, {}):
+            out[kind] = {**batch[kind], modality: torch.zeros_like(batch[kind][modality])}
+    return out
+
+
+def contribution_shares(contribution: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each modality's share of what the fusion's cross-attention added to the fusion tokens (the
     norm of its attention output, normalised over the modalities of the sample; absent = 0)."""
     if not contribution:

@@ -10,23 +10,18 @@ from torch import nn
 
 from weldfusion.config import Config
 from weldfusion.data.categories import NUM_CLASSES
-from weldfusion.models.backbones import backbone_config
-from weldfusion.models.encoders import AudioEncoder, BackboneEncoder, ImageEncoder, ModalityEncoder, SensorEncoder, VideoEncoder
+from weldfusion.registry import MODALITIES
+from weldfusion.models.encoders import BackboneEncoder, ModalityEncoder
 from weldfusion.models.fusion import FUSIONS
 
 
 def build_encoder(modality: str, config: Config, weights: bool = True) -> ModalityEncoder:
-    m = config.model
-    if modality == "sensor":
-        return SensorEncoder(m.sensor, config.data.sensor.steps, len(config.data.sensor.channels))
-    return {"video": VideoEncoder, "images": ImageEncoder, "audio": AudioEncoder}[modality](getattr(m, modality), weights)
+    return MODALITIES.get(modality).build_encoder(config, weights)
 
 
 def encoder_dim(modality: str, config: Config) -> int:
     """Width of a modality's tokens, from the architecture alone (no weights loaded)."""
-    if modality == "sensor":
-        return config.model.sensor.d_model
-    return int(backbone_config(modality, getattr(config.model, modality), offline_ok=True).hidden_size)
+    return MODALITIES.get(modality).encoder_dim(config)
 
 
 @dataclass

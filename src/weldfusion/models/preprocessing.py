@@ -15,7 +15,7 @@ from transformers import ASTFeatureExtractor
 from transformers.utils import cached_file
 
 from weldfusion.config import Config, EncoderConfig
-from weldfusion.data.transforms import AST_MEAN, AST_STD, IMAGENET_MEAN, IMAGENET_STD, AudioTransform, ImageTransform, ResizeCrop, Transforms
+from weldfusion.data.transforms import AST_MEAN, AST_STD, IMAGENET_MEAN, IMAGENET_STD, AudioTransform, ImageTransform, ResizeCrop
 from weldfusion.models.backbones import backbone_config, source_kwargs
 
 
@@ -47,20 +47,27 @@ def resize_crop(settings: dict, crop: int | None, default_crop: int) -> ResizeCr
     return ResizeCrop.for_crop(crop or checkpoint_crop or default_crop, **stats)
 
 
-def build_transforms(config: Config) -> Transforms:
-    d, m = config.data, config.model
-    processor_files = ("video_preprocessor_config.json", "preprocessor_config.json")
-    video_arch = backbone_config("video", m.video, offline_ok=True)
-    audio_arch = backbone_config("audio", m.audio, offline_ok=True)
-    audio_settings = processor_settings(m.audio, ("preprocessor_config.json",))
+PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+
+
+def video_transform(config: Config) -> ResizeCrop:
+    spec = config.model.video
+    arch = backbone_config("video", spec, offline_ok=True)
+    return resize_crop(processor_settings(spec, PROCESSOR_FILES), config.data.video.size, arch.crop_size)
+
+
+def image_transform(config: Config) -> ImageTransform:
+    # DINOv2's processor crops 224 (its config's image_size, 518, is the pretraining grid, not the input size)
+    resize = resize_crop(processor_settings(config.model.images, PROCESSOR_FILES[1:]), config.data.images.size, 224)
+    return ImageTransform(resize, config.data.images.tag_box)
+
+
+def audio_transform(config: Config) -> AudioTransform:
+    spec = config.model.audio
+    arch = backbone_config("audio", spec, offline_ok=True)
+    settings = processor_settings(spec, ("preprocessor_config.json",))
     extractor = ASTFeatureExtractor(
-        num_mel_bins=audio_arch.num_mel_bins, max_length=audio_arch.max_length, sampling_rate=d.audio.sample_rate,
-        mean=audio_settings.get("mean", AST_MEAN), std=audio_settings.get("std", AST_STD),
+        num_mel_bins=arch.num_mel_bins, max_length=arch.max_length, sampling_rate=config.data.audio.sample_rate,
+        mean=settings.get("mean", AST_MEAN), std=settings.get("std", AST_STD),
     )  # fmt: skip
-    return Transforms(
-        video=resize_crop(processor_settings(m.video, processor_files), d.video.size, video_arch.crop_size),
-        # DINOv2's processor crops 224 (its config's image_size, 518, is the pretraining grid, not the input size)
-        images=ImageTransform(resize_crop(processor_settings(m.images, processor_files[1:]), d.images.size, 224),
-                              d.images.tag_box),  # fmt: skip
-        audio=AudioTransform(extractor, d.audio.clips),
-    )
+    return AudioTransform(extractor, config.data.audio.clips)

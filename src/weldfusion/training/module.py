@@ -118,7 +118,7 @@ def augment_masks(batch: dict, modality_p: float, token_p: float) -> dict:
     masks = {("token_mask", m): v for m, v in batch.get("token_mask", {}).items()}
     masks.update({("mask", m): v for m, v in batch.get("mask", {}).items()})
     present = torch.stack([v.any(1) for v in masks.values()], 1)  # (B, M)
-    hide = (torch.rand(present.shape) < modality_p) & present
+    hide = (torch.rand(present.shape, device=present.device) < modality_p) & present
     everything = (hide == present).all(1)  # would hide every present modality: keep one of them
     keep = torch.multinomial(present[everything].float() + 1e-6, 1).squeeze(1) if everything.any() else None
     if keep is not None:
@@ -127,7 +127,7 @@ def augment_masks(batch: dict, modality_p: float, token_p: float) -> dict:
     for j, (kind, modality) in enumerate(masks):
         mask = masks[(kind, modality)] & ~hide[:, j : j + 1]
         if kind == "token_mask" and token_p > 0:
-            dropped = mask & (torch.rand(mask.shape) >= token_p)
+            dropped = mask & (torch.rand(mask.shape, device=mask.device) >= token_p)
             mask = torch.where(dropped.any(1, keepdim=True), dropped, mask)
         out[kind][modality] = mask
     return out

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
 from weldfusion.data.categories import CATEGORIES, GOOD
+from weldfusion.metrics import knn
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -74,3 +75,14 @@ def decision_figures(is_defect: np.ndarray, score: np.ndarray, threshold: float)
         "false_alarm_rate": _round(flagged[good].mean()) if good.any() else None,
         "accuracy": _round((flagged == is_defect).mean()),
     }
+
+
+def knn_figures(reference: np.ndarray, reference_labels: np.ndarray, query: np.ndarray, query_labels: np.ndarray,
+                k: int, metric: str, temperature: float | None) -> tuple[dict, np.ndarray]:  # fmt: skip
+    """Headline classification + AUROC figures of a k-NN on one representation; also the defect scores."""
+    neighbours = knn.search(reference, query, k, metric)
+    probabilities = knn.vote(neighbours, reference_labels, len(CATEGORIES), metric, temperature)
+    figures = classification(query_labels, knn.predict(probabilities))
+    defect_score = 1.0 - probabilities[:, GOOD]
+    figures["auroc_defect"], figures["auroc_per_defect"] = auroc(query_labels, defect_score)
+    return figures, defect_score

@@ -1,0 +1,83 @@
+"""`weldfusion evaluate`: a run's protocol scores a split; figures, per-weld scores and the report.
+
+Writes RUN/eval/<split>/ with metrics.json, scores.csv (one row per weld), the pictures and
+report.html. A weld that the model could not see (no usable modality) gets no decision: it is
+listed under `skipped` with its reasons and left out of every figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from weldfusion.data.categories import CATEGORIES, GOOD
+from weldfusion.errors import InputError
+from weldfusion.evaluation.report import Outcome, write_outputs
+from weldfusion.io import write_text_atomic
+from weldfusion.metrics.figures import auroc, decision_figures
+from weldfusion.protocols.base import Scores
+from weldfusion.registry import PROTOCOLS
+from weldfusion.runs import RunData, load_run_data, locked, open_run
+
+CLASSIFICATION_KEYS = ("accuracy", "f1_macro", "f1_weighted", "precision_weighted", "recall_weighted", "per_class",
+                       "labels", "confusion_matrix")  # fmt: skip
+
+
+@dataclass
+class Evaluated:
+    metrics: dict
+    report: Path
+    scores: Scores
+
+
+def evaluate_run(run: Path, split: str = "test", data: Path | None = None, k: int | None = None,
+                 metric: str | None = None, progress=None) -> Evaluated:  # fmt: skip
+    opened = open_run(run)
+    with locked(opened.paths):
+        run_data = load_run_data(opened, data, progress)
+        protocol = PROTOCOLS.get(opened.protocol).load(opened.paths.model, run_data.features)
+        protocol.configure(k, metric)
+        threshold = protocol.decision_threshold(opened.paths.model)
+        query = run_data.split(split)
+        if not query:
+            raise InputError(f"{opened.manifest}: no usable weld in the {split} split")
+        scores = protocol.score(query, run_data.features)
+        labels = np.array([s.label for s in query])
+        ok = scores.usable
+        overall, per_type = auroc(labels[ok], scores.defect_score[ok])
+        metrics = {"protocol": opened.protocol, "split": split, "n_reference": protocol.n_reference, "n_query": int(ok.sum()),
+                   "k": getattr(protocol, "k", None), "metric": getattr(protocol, "metric", None),
+                   **{key: None for key in CLASSIFICATION_KEYS}, "auroc_defect": overall, "auroc_per_defect": per_type,
+                   "decision": decision_figures(labels[ok] != GOOD, scores.defect_score[ok], threshold),
+                   **protocol.figures(run_data, query, scores)}  # fmt: skip
+        skipped = {s.key: "no usable modality: " + "; ".join(f"{m}: {why}" for m, why in scores.problems[i].items())
+                   for i, s in enumerate(query) if not ok[i]}  # fmt: skip
+        masked = {s.key: scores.problems[i] for i, s in enumerate(query) if ok[i] and scores.problems[i]}
+        outcome = Outcome(metrics, labels[ok], scores.defect_score[ok], scores.embedding[ok], masked, {**run_data.skipped, **skipped})
+        folder, metrics = write_outputs(run_data, outcome)
+        write_scores(folder / "scores.csv", run_data, split, query, scores, threshold)
+    return Evaluated(metrics, folder / "report.html", scores)
+
+
+def write_scores(path: Path, data: RunData, split: str, query: list, scores: Scores, threshold: float) -> None:
+    """One row per weld: key, category, split, defect score, decision, each modality's score."""
+    modalities = list(scores.modality_scores)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["key", "category", "split", "defect_score", "decision", *(f"{m}_score" for m in modalities), "unusable"])
+    for i, sample in enumerate(query):
+        usable = bool(scores.usable[i])
+        score = float(scores.defect_score[i]) if usable else None
+        per = [_number(scores.modality_scores[m][i]) for m in modalities]
+        reason = "" if usable else "; ".join(f"{m}: {why}" for m, why in scores.problems[i].items())
+        decision = ("defect" if score >= threshold else "good") if score is not None else ""
+        writer.writerow([sample.key, CATEGORIES[sample.label], split, _number(score), decision, *per, reason])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.6f}"

@@ -1,0 +1,51 @@
+"""Arc audio: `<part>.flac`, AST's log-mel fbank on clips spread over the recording, AST (SPEC §2-3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import soundfile as sf
+
+from weldfusion.config import AudioData, Config
+from weldfusion.data.readers import MIN_AUDIO_SECONDS, Decoded, check_size, first_line, read_audio
+from weldfusion.data.transforms import AudioTransform
+from weldfusion.errors import ModalityError
+from weldfusion.models.encoders import AudioEncoder
+from weldfusion.models.preprocessing import audio_transform
+from weldfusion.modalities.base import BackboneSpec
+
+
+class Audio(BackboneSpec):
+    name = "audio"
+    extensions = (".flac",)
+    data_settings = AudioData
+
+    def items(self, config: Config) -> int:
+        return config.data.audio.clips
+
+    def build_transform(self, config: Config) -> AudioTransform:
+        return audio_transform(config)
+
+    def input_shape(self, config: Config, transform: AudioTransform) -> tuple[int, ...]:
+        return (config.data.audio.clips, transform.extractor.max_length, transform.extractor.num_mel_bins)
+
+    def read(self, files: tuple[Path, ...], config: Config, transform: AudioTransform) -> Decoded:
+        decoded = read_audio(files[0], config.data.audio.sample_rate, max_mb=config.data.max_file_mb)
+        decoded.value = transform(decoded.value)
+        return decoded
+
+    def probe(self, files: tuple[Path, ...], config: Config) -> list[str]:
+        check_size(files[0], config.data.max_file_mb)
+        try:
+            info = sf.info(str(files[0]))
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise ModalityError(files[0], f"not a readable audio file ({first_line(exc)})") from None
+        if info.frames < MIN_AUDIO_SECONDS * info.samplerate:
+            raise ModalityError(files[0], f"only {info.frames / info.samplerate:.3f} s of audio")
+        return []
+
+    def build_encoder(self, config: Config, weights: bool = True) -> AudioEncoder:
+        return AudioEncoder(config.model.audio, weights)
+
+    def transform_identity(self, transform: AudioTransform) -> dict:
+        return {"extractor": transform.extractor.to_dict()}

@@ -1,0 +1,57 @@
+"""The welder's log: `<part>.csv`, 6 channels picked by name, arc-on part resampled to 256 steps and
+standardised with training-set statistics; a Transformer trained from scratch (SPEC §2-3).
+
+Untrained features (per-modality figures, pooled anomaly scorer): no pretrained encoder exists, and
+a network trained on Good welds alone would have to invent its target, so robust arc-on statistics
+per channel are used: median, interquartile range, 10th and 90th percentiles and roughness (median
+absolute step). They measure what the welder controls, ignore the arc-off margins and a few bad
+cells, and need no labels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from weldfusion.config import Config, SensorData, SensorEncoderConfig
+from weldfusion.data.readers import Decoded, read_sensor
+from weldfusion.models.encoders import SensorEncoder
+from weldfusion.modalities.base import ModalitySpec
+
+
+class Sensor(ModalitySpec):
+    name = "sensor"
+    extensions = (".csv",)
+    data_settings = SensorData
+    model_settings = SensorEncoderConfig
+    standardised = True
+
+    def channels(self, config: Config, width: int) -> list[str]:
+        return list(config.data.sensor.channels)
+
+    def input_shape(self, config: Config, transform: None) -> tuple[int, ...]:
+        return (config.data.sensor.steps, len(config.data.sensor.channels))
+
+    def read(self, files: tuple[Path, ...], config: Config, transform: None) -> Decoded:
+        s = config.data.sensor
+        return read_sensor(files[0], s.channels, s.steps, s.current_channel, s.arc_threshold, s.crop_to_arc,
+                           config.data.max_file_mb)  # fmt: skip
+
+    def build_encoder(self, config: Config, weights: bool = True) -> SensorEncoder:
+        return SensorEncoder(config.model.sensor, config.data.sensor.steps, len(config.data.sensor.channels))
+
+    def encoder_dim(self, config: Config) -> int:
+        return config.model.sensor.d_model
+
+    def untrained_features(self, tokens: torch.Tensor | None, valid: torch.Tensor | None, value: np.ndarray | None,
+                           ) -> np.ndarray | None:  # fmt: skip
+        return None if value is None else robust_statistics(value.astype(np.float64))
+
+
+def robust_statistics(log: np.ndarray) -> np.ndarray:
+    """(steps, channels) arc-on log in raw units -> (channels * 5,) robust statistics."""
+    q10, q25, q50, q75, q90 = np.percentile(log, [10, 25, 50, 75, 90], axis=0)
+    roughness = np.median(np.abs(np.diff(log, axis=0)), axis=0)
+    return np.concatenate([q50, q75 - q25, q10, q90, roughness])

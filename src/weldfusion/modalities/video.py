@@ -1,0 +1,40 @@
+"""In-process video: `<part>.avi`, 32 frames sampled over the weld, V-JEPA 2 (SPEC §2-3)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from weldfusion.config import Config, VideoData
+from weldfusion.data.readers import Decoded, probe_video, read_video
+from weldfusion.data.transforms import ResizeCrop
+from weldfusion.models.encoders import VideoEncoder
+from weldfusion.models.preprocessing import video_transform
+from weldfusion.modalities.base import BackboneSpec
+
+
+class Video(BackboneSpec):
+    name = "video"
+    extensions = (".avi",)
+    data_settings = VideoData
+
+    def build_transform(self, config: Config) -> ResizeCrop:
+        return video_transform(config)
+
+    def input_shape(self, config: Config, transform: ResizeCrop) -> tuple[int, ...]:
+        return (config.data.video.frames, 3, transform.crop, transform.crop)
+
+    def read(self, files: tuple[Path, ...], config: Config, transform: ResizeCrop) -> Decoded:
+        d = config.data
+        decoded = read_video(files[0], d.video.frames, transform.frame, d.max_video_frames, d.max_file_mb)
+        decoded.value = transform.normalise(decoded.value)
+        return decoded
+
+    def probe(self, files: tuple[Path, ...], config: Config) -> list[str]:
+        return probe_video(files[0], config.data.max_file_mb)
+
+    def build_encoder(self, config: Config, weights: bool = True) -> VideoEncoder:
+        return VideoEncoder(config.model.video, weights)
+
+    def transform_identity(self, transform: ResizeCrop) -> dict:
+        return asdict(transform)
