@@ -13,6 +13,7 @@ from weldfusion.data.manifest import Manifest, read_manifest
 from weldfusion.synth.generate import synthesize
 
 SEED = 0
+BUILTIN = ("video", "images", "audio", "sensor")
 REAL_MANIFEST = Path(__file__).parent / "data" / "intel_manifest.csv"  # verified copy of the real one
 
 
@@ -154,9 +155,9 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(synth_root: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The cpu preset trained once on the session dataset (shared by training/evaluation tests)."""
-    from weldfusion.training.run import train
+    from weldfusion.engine import fit_run
 
     config = load_config("cpu", [f"train.epochs={TRAIN_EPOCHS}", f"cache.dir={cache_dir}"])
     run = tmp_path_factory.mktemp("runs") / "run"
-    train(synth_root, run, config, say=lambda *a, **k: None)
+    fit_run(run, synth_root, config, say=lambda *a, **k: None)
     return run

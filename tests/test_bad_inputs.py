@@ -16,13 +16,13 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from weldfusion import MODALITIES
+from tests.conftest import BUILTIN as MODALITIES
 from weldfusion.cli.main import main
 from weldfusion.config import load_config
 from weldfusion.data.dataset import decode_sample
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import Sample, locate_files
-from weldfusion.models.preprocessing import build_transforms
+from weldfusion.data.dataset import build_transforms
 from weldfusion.synth.generate import SENSOR_HEADER
 from tests.conftest import copy_dataset, weld_folder
 

@@ -8,9 +8,9 @@ from weldfusion.data.dataset import WeldDataset
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
 from weldfusion.errors import InputError
-from weldfusion.models.cache import CachedDataset, fill_cache, frozen_modalities, open_caches
+from weldfusion.models.cache import CachedDataset, fill_cache, frozen_modalities, open_stores
 from weldfusion.models.model import WeldFusionModel
-from weldfusion.models.preprocessing import build_transforms
+from weldfusion.data.dataset import build_transforms
 from tests.conftest import copy_dataset, tiny_config
 
 CACHED = ["video", "images", "audio"]
@@ -28,7 +28,7 @@ def test_fill_then_hit_and_same_tokens_as_live(setup):
     root, config, samples = setup
     transforms = build_transforms(config)
     assert frozen_modalities(config) == CACHED
-    caches = open_caches(config, transforms, CACHED)
+    caches = open_stores(config, transforms, modalities=CACHED)
     assert fill_cache(samples, config, transforms, caches) == {m: 6 for m in CACHED}
     assert fill_cache(samples, config, transforms, caches) == {m: 0 for m in CACHED}
     model = WeldFusionModel(config).eval()
@@ -48,13 +48,13 @@ def test_fill_then_hit_and_same_tokens_as_live(setup):
 def test_invalidation_is_exact(setup):
     root, config, samples = setup
     transforms = build_transforms(config)
-    caches = open_caches(config, transforms, CACHED)
+    caches = open_stores(config, transforms, modalities=CACHED)
     fill_cache(samples, config, transforms, caches)
     video = samples[2].files["video"][0]
     shutil.copy(samples[3].files["video"][0], video)  # the file changes under the same name
     assert fill_cache(samples, config, transforms, caches) == {"video": 1, "images": 0, "audio": 0}
     pooled = tiny_config(config_checkpoints(config), **{"cache.dir": config.cache.dir, "model.video.pool_tokens": 8})
-    caches = open_caches(pooled, build_transforms(pooled), CACHED)
+    caches = open_stores(pooled, build_transforms(pooled), CACHED)
     assert fill_cache(samples, pooled, build_transforms(pooled), caches) == {"video": 6, "images": 0, "audio": 0}
     assert caches["video"].load(samples[0])[0].shape[0] == 8
 
@@ -67,7 +67,7 @@ def test_interrupted_fill_resumes(setup):
     root, config, samples = setup
     config.cache.batch_size = 2
     transforms = build_transforms(config)
-    caches = open_caches(config, transforms, ["video"])
+    caches = open_stores(config, transforms, modalities=["video"])
 
     def stop_after_first_batch(modality, done, total):
         raise KeyboardInterrupt
@@ -83,7 +83,7 @@ def test_unusable_modality_is_cached_masked_with_its_reason(setup):
     samples[0].files["audio"][0].unlink()
     samples, _ = build_samples(root, read_manifest(root / "manifest.csv"))
     transforms = build_transforms(config)
-    caches = open_caches(config, transforms, ["audio"])
+    caches = open_stores(config, transforms, modalities=["audio"])
     fill_cache(samples[:2], config, transforms, caches)
     tokens, valid, problem = caches["audio"].load(samples[0])
     assert not valid.any() and "missing file" in problem
@@ -93,7 +93,7 @@ def test_unusable_modality_is_cached_masked_with_its_reason(setup):
 def test_damaged_entry_is_a_clear_error(setup):
     root, config, samples = setup
     transforms = build_transforms(config)
-    caches = open_caches(config, transforms, ["images"])
+    caches = open_stores(config, transforms, modalities=["images"])
     fill_cache(samples[:1], config, transforms, caches)
     path = caches["images"].path(samples[0])
     path.write_bytes(path.read_bytes()[:40])

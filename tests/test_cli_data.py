@@ -86,7 +86,7 @@ def test_data_split_writes_a_leak_free_manifest(tmp_path, capsys):
      (["synth", "/tmp/x", "--per-class", "0"], "--per-class"),
      (["evaluate", "/nonexistent"], "not a weldfusion run folder"),
      (["info", "--preset", "nope"], "unknown preset"),
-     (["info", "--set", "train.epochs=many"], "train.epochs='many' must be int")],
+     (["info", "--set", "train.epochs=many"], "config: train.epochs: Input should be a valid integer")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2

@@ -1,13 +1,14 @@
+import json
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from weldfusion import MODALITIES
+from tests.conftest import BUILTIN as MODALITIES
 from weldfusion.data.dataset import WeldDataset, decode_sample, input_shapes
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
-from weldfusion.data.transforms import SensorStats
-from weldfusion.models.preprocessing import build_transforms
+from weldfusion.data.transforms import ChannelStats
+from weldfusion.data.dataset import build_transforms
 
 
 def test_synthetic_weld_decodes_to_configured_shapes(synth_root, cpu_config):
@@ -50,8 +51,8 @@ def test_torch_dataset_collates_and_standardises(synth_root, cpu_config):
     samples, _ = build_samples(synth_root, read_manifest(synth_root / "manifest.csv"))
     transforms = build_transforms(cpu_config)
     raw = [decode_sample(s, ["sensor"], cpu_config, transforms).arrays["sensor"] for s in samples[:10]]
-    stats = SensorStats.fit(cpu_config.data.sensor.channels, raw)
-    loader = DataLoader(WeldDataset(samples[:10], list(MODALITIES), cpu_config, transforms, stats), batch_size=5)
+    stats = ChannelStats.fit(cpu_config.data.sensor.channels, raw)
+    loader = DataLoader(WeldDataset(samples[:10], list(MODALITIES), cpu_config, transforms, {"sensor": stats}), batch_size=5)
     batch = next(iter(loader))
     assert batch["inputs"]["video"].shape == (5, 16, 3, 64, 64)
     assert batch["mask"]["images"].dtype == torch.bool and batch["mask"]["images"].shape == (5, 5)
@@ -61,7 +62,6 @@ def test_torch_dataset_collates_and_standardises(synth_root, cpu_config):
 
 
 def test_sensor_stats_round_trip(tmp_path):
-    stats = SensorStats.fit(["a", "b"], [np.array([[1.0, 2.0], [3.0, 6.0]])])
-    stats.save(tmp_path / "s.json")
-    assert SensorStats.load(tmp_path / "s.json") == stats
+    stats = ChannelStats.fit(["a", "b"], [np.array([[1.0, 2.0], [3.0, 6.0]])])
+    assert ChannelStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats
     np.testing.assert_allclose(stats.apply(np.array([[2.0, 4.0]])), [[0.0, 0.0]])

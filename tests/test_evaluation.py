@@ -9,10 +9,11 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from weldfusion.cli.main import main
 from weldfusion.config import load_config
-from weldfusion.evaluation import knn
-from weldfusion.evaluation.anomaly import fit_anomaly, fuse, weight_grid
-from weldfusion.evaluation.metrics import auroc, equal_error_threshold
-from weldfusion.evaluation.run import evaluate_run
+from weldfusion.metrics import knn
+from weldfusion.engine import fit_run
+from weldfusion.protocols.anomaly import fuse, weight_grid
+from weldfusion.metrics.figures import auroc, equal_error_threshold
+from weldfusion.evaluation.evaluate import evaluate_run
 from weldfusion.synth.generate import synthesize
 from tests.conftest import copy_dataset
 
@@ -115,7 +116,7 @@ def anomaly_run(tmp_path_factory, cache_dir):
     root = tmp_path_factory.mktemp("official")
     synthesize(root, per_class=6, seconds=2.0, split="official", seed=1, workers=2)
     run = tmp_path_factory.mktemp("runs") / "anomaly"
-    fit_anomaly(root, run, load_config("cpu", [f"cache.dir={cache_dir}"]), say=lambda *a: None)
+    fit_run(run, root, load_config("cpu", [f"cache.dir={cache_dir}", "protocol=anomaly"]), say=lambda *a: None)
     return root, run
 
 
@@ -146,7 +147,7 @@ def test_predict_reports_missing_modalities_and_refuses_bad_folders(trained_run,
     assert "missing file" in prediction["available"]["audio"] and prediction["available"]["video"] == "ok"
     assert prediction["category"] is not None and 0 <= prediction["probability"] <= 1
     assert len(prediction["nearest"]) == 5 and prediction["decision"] in ("good", "defect")
-    assert prediction["attention"]["audio"] == 0.0 and sum(prediction["attention"].values()) == pytest.approx(1, abs=0.01)
+    assert prediction["fusion_share"]["audio"] == 0.0 and sum(prediction["fusion_share"].values()) == pytest.approx(1, abs=0.01)
 
 
 def test_predict_with_an_anomaly_run(anomaly_run, tmp_path):

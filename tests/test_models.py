@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from weldfusion import MODALITIES
+from tests.conftest import BUILTIN as MODALITIES
 from weldfusion.config import load_config
 from weldfusion.data.dataset import WeldDataset
 from weldfusion.data.manifest import read_manifest
@@ -12,7 +12,7 @@ from weldfusion.errors import InputError
 from weldfusion.models.encoders import pool_tokens
 from weldfusion.models.info import parameter_counts
 from weldfusion.models.model import WeldFusionModel
-from weldfusion.models.preprocessing import build_transforms
+from weldfusion.data.dataset import build_transforms
 from tests.conftest import tiny_config
 
 
@@ -26,12 +26,12 @@ def batch(synth_root, tiny_checkpoints):
 
 def test_preprocessing_comes_from_the_checkpoints(tiny_checkpoints):
     transforms = build_transforms(tiny_config(tiny_checkpoints))
-    assert (transforms.video.short_edge, transforms.video.crop, transforms.video.mean) == (36, 32, (0.5, 0.5, 0.5))
-    assert (transforms.images.resize.short_edge, transforms.images.resize.crop) == (40, 32)
-    extractor = transforms.audio.extractor
+    assert (transforms["video"].short_edge, transforms["video"].crop, transforms["video"].mean) == (36, 32, (0.5, 0.5, 0.5))
+    assert (transforms["images"].resize.short_edge, transforms["images"].resize.crop) == (40, 32)
+    extractor = transforms["audio"].extractor
     assert (extractor.num_mel_bins, extractor.max_length, extractor.mean, extractor.std) == (32, 64, -5.0, 4.0)
     explicit = build_transforms(tiny_config(tiny_checkpoints, **{"data.video.size": 48}))
-    assert (explicit.video.short_edge, explicit.video.crop) == (54, 48)  # crop * 256 / 224
+    assert (explicit["video"].short_edge, explicit["video"].crop) == (54, 48)  # crop * 256 / 224
 
 
 def test_encoders_load_through_from_pretrained_and_give_tokens(tiny_checkpoints, batch):

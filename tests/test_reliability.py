@@ -18,10 +18,10 @@ from weldfusion.cli.main import main
 from weldfusion.config import load_config
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
-from weldfusion.evaluation.run import evaluate_run
-from weldfusion.models.cache import fill_cache, open_caches
-from weldfusion.models.preprocessing import build_transforms
-from weldfusion.training.run import train
+from weldfusion.evaluation.evaluate import evaluate_run
+from weldfusion.models.cache import fill_cache, open_stores
+from weldfusion.data.dataset import build_transforms
+from weldfusion.engine import fit_run
 
 EPOCHS = 6
 
@@ -53,7 +53,7 @@ def settings(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference_run(synth_root, settings, tmp_path_factory):
     run = tmp_path_factory.mktemp("reference") / "run"
-    train(synth_root, run, load_config("cpu", settings[1::2]), say=lambda *a: None)
+    fit_run(run, synth_root, load_config("cpu", settings[1::2]), say=lambda *a: None)
     return run
 
 
@@ -77,11 +77,11 @@ def test_training_killed_at_random_points_resumes_to_the_same_result(synth_root,
 
 
 FILL = ("import sys; from weldfusion.config import load_config; from weldfusion.data.manifest import read_manifest; "
-        "from weldfusion.data.samples import build_samples; from weldfusion.models.cache import fill_cache, open_caches; "
-        "from weldfusion.models.preprocessing import build_transforms; "
+        "from weldfusion.data.samples import build_samples; from weldfusion.models.cache import fill_cache, open_stores; "
+        "from weldfusion.data.dataset import build_transforms; "
         "c = load_config('cpu', [f'cache.dir={sys.argv[2]}', 'cache.batch_size=2', 'data.num_workers=0']); "
         "s, _ = build_samples(sys.argv[1], read_manifest(sys.argv[1] + '/manifest.csv')); t = build_transforms(c); "
-        "fill_cache(s, c, t, open_caches(c, t, ['video', 'images', 'audio']))")  # fmt: skip
+        "fill_cache(s, c, t, open_stores(c, t, modalities=['video', 'images', 'audio']))")  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -89,7 +89,7 @@ def test_cache_fill_killed_at_random_points_completes_identically(synth_root, tm
     config = load_config("cpu", [f"cache.dir={tmp_path / 'reference'}", "data.num_workers=0"])
     samples, _ = build_samples(synth_root, read_manifest(synth_root / "manifest.csv"))
     transforms = build_transforms(config)
-    reference = open_caches(config, transforms, ["video", "images", "audio"])
+    reference = open_stores(config, transforms, modalities=["video", "images", "audio"])
     fill_cache(samples, config, transforms, reference)
     killed_dir = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-c", FILL, str(synth_root), str(killed_dir)], start_new_session=True)
@@ -97,7 +97,7 @@ def test_cache_fill_killed_at_random_points_completes_identically(synth_root, tm
     kill_group_when(process, lambda: killed_dir.exists() and sum(1 for _ in killed_dir.rglob("*.safetensors")) >= stored,
                     random.Random(seed).uniform(0.0, 0.2))  # fmt: skip
     config.cache.dir = str(killed_dir)
-    killed = open_caches(config, transforms, ["video", "images", "audio"])
+    killed = open_stores(config, transforms, modalities=["video", "images", "audio"])
     done_before = sum(c.has(s) for c in killed.values() for s in samples)
     assert done_before < 3 * len(samples), "the fill finished before it could be killed"
     computed = fill_cache(samples, config, transforms, killed)
@@ -114,7 +114,7 @@ def comparable(metrics: dict) -> dict:
 
 def test_same_seed_same_metrics_bit_identical(synth_root, settings, reference_run, tmp_path):
     again = tmp_path / "again"
-    train(synth_root, again, load_config("cpu", settings[1::2]), say=lambda *a: None)
+    fit_run(again, synth_root, load_config("cpu", settings[1::2]), say=lambda *a: None)
     first, second = evaluate_run(reference_run, "test").metrics, evaluate_run(again, "test").metrics
     assert json.dumps(comparable(first), sort_keys=True) == json.dumps(comparable(second), sort_keys=True)
 

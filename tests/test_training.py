@@ -34,7 +34,7 @@ def test_exported_model_loads_and_reproduces_reference(trained_run):
     embeddings, labels, keys = load_reference(trained_run / "model")
     assert embeddings.shape == (len(keys), loaded.config.model.embedding_dim) and len(set(keys)) == len(keys)
     assert set(loaded.model.encoders) == {"video", "images", "audio", "sensor"}  # random-init encoders stored too
-    assert loaded.sensor_stats is not None and loaded.meta["protocol"] == "classify"
+    assert "sensor" in loaded.stats and loaded.meta["protocol"] == "classify"
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(len(keys)))
 
 

@@ -6,6 +6,7 @@ protocol check that the data suits it -> write config.yaml and run.json -> fit -
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from weldfusion.config import Config
 from weldfusion.protocols.base import DefectProtocol
 from weldfusion.runs import load_run_data
 from weldfusion.registry import PROTOCOLS
-from weldfusion.runs import Run, locked, new_run, resume_run, write_run
+from weldfusion.runs import Run, locked, new_run, open_run, resume_run, write_run
 
 
 def fit_run(out: Path, root: Path | None = None, config: Config | None = None, manifest: Path | None = None, *,
@@ -23,6 +24,8 @@ def fit_run(out: Path, root: Path | None = None, config: Config | None = None, m
     """Fit `config.protocol` on the data under `root` into the new run folder `out`; or, with `resume`,
     continue the run in `out` (`overrides` may extend it; `protocol`, if given, must be the run's).
     `fit_options` go to the protocol's fit (devices, num_nodes, accelerator, debug, progress_bar)."""
+    if _ddp_child():  # a process Lightning launched for another device: rank 0 has planned and written the run
+        return _fit_child(open_run(out), resume, say, fit_options)
     if resume:
         run = resume_run(out, overrides or [], protocol)
     else:
@@ -30,6 +33,17 @@ def fit_run(out: Path, root: Path | None = None, config: Config | None = None, m
             raise ValueError("a new run needs the dataset root and a config")
         run = new_run(out, config, Path(root), Path(manifest or Path(root) / "manifest.csv"))
     return _fit(run, resume, say, progress, device, fit_options)
+
+
+def _ddp_child() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def _fit_child(run: Run, resume: bool, say: Callable[[str], None], fit_options: dict) -> DefectProtocol:
+    """Rank > 0 under DDP: no lock (rank 0 holds it), no check, nothing written but what training shares."""
+    fitted = PROTOCOLS.get(run.protocol)()
+    fitted.fit(load_run_data(run, prepare=False), say=say, resume=resume, **fit_options)
+    return fitted
 
 
 def _fit(run: Run, resume: bool, say: Callable[[str], None], progress: Callable | None, device: str,

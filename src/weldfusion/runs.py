@@ -100,6 +100,8 @@ def write_run(run: Run) -> None:
 
 def resume_run(out: Path, overrides: list[str], protocol: str | None = None) -> Run:
     """The run in `out` with its saved configuration; only `RESUMABLE` keys may be changed."""
+    if not RunPaths(Path(out)).run_info.is_file():
+        raise InputError(f"{out}: not a weldfusion run folder (run.json missing); nothing to resume")
     run = open_run(out)
     if protocol and protocol != run.protocol:
         raise InputError(f"{run.paths.root}: holds a {run.protocol} run; it cannot be resumed as {protocol}")

@@ -69,14 +69,14 @@ def predict(run: Path, folders: list[Path], say_error=print, threshold: float | 
     out = []
     for i, sample in enumerate(samples):
         usable = bool(scores.usable[i])
-        score = round(float(scores.defect_score[i]), 4) if usable else None
+        score = float(scores.defect_score[i]) if usable else None
         if not usable:
             say_error(f"{sample.folder}: no usable modality (" + "; ".join(f"{m}: {why}" for m, why in scores.problems[i].items()) + "); no decision")
         out.append(Prediction(
             folder=str(sample.folder), available={m: scores.problems[i].get(m) or "ok" for m in modalities},
             defect_score=score, threshold=round(cut, 6), decision=None if score is None else ("defect" if score >= cut else "good"),
             nearest=scores.nearest[i] if usable else [],
-            modality_scores={m: _rounded(v[i]) for m, v in scores.modality_scores.items()},
+            modality_scores={m: _rounded(scores.modality_scores[m][i]) for m in modalities if m in scores.modality_scores},
             category=scores.category[i] if scores.category else None,
             probability=_rounded(scores.probability[i]) if scores.probability is not None and usable else None,
             fusion_share={m: round(float(v[i]), 3) for m, v in scores.contribution.items()} if usable else {},

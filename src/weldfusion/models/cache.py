@@ -114,13 +114,14 @@ class FeatureCache(MemoryStore):
 Store = MemoryStore  # FeatureCache is a MemoryStore kept on disk
 
 
-def open_stores(config: Config, transforms: Transforms, persistent: bool = True) -> dict[str, Store]:
-    """A store per frozen modality: the on-disk cache, or memory (welds outside a dataset)."""
+def open_stores(config: Config, transforms: Transforms, persistent: bool = True,
+                modalities: list[str] | None = None) -> dict[str, Store]:  # fmt: skip
+    """A store per frozen modality (or per one of `modalities`): the on-disk cache, or memory (welds outside a dataset)."""
+    chosen = modalities or frozen_modalities(config)
     if not persistent:
-        return {m: MemoryStore(m, config.cache.dtype) for m in frozen_modalities(config)}
+        return {m: MemoryStore(m, config.cache.dtype) for m in chosen}
     root = cache_root(config)
-    return {m: FeatureCache(root, m, MODALITIES.get(m).cache_identity(config, transforms[m]), config.cache.dtype)
-            for m in frozen_modalities(config)}  # fmt: skip
+    return {m: FeatureCache(root, m, MODALITIES.get(m).cache_identity(config, transforms[m]), config.cache.dtype) for m in chosen}
 
 
 def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, stores: dict[str, Store],

@@ -58,7 +58,8 @@ class ClassifyProtocol(DefectProtocol):
     def fit(self, data: RunData, say: Callable[[str], None] = print, **options: object) -> None:
         from weldfusion.training.trainer import train_classifier  # Lightning is needed for fitting only
 
-        train_classifier(data, say=say, **options)
+        if not train_classifier(data, say=say, **options):
+            return  # another DDP process: rank 0 exports, embeds the reference and calibrates
         self.__dict__.update(ClassifyProtocol.load(data.run.paths.model, data.features).__dict__)
         self.reference = self.embed(data.split("train"), data.features)
         save_reference(data.run.paths.model, self.reference.embeddings, self.reference.labels, self.reference.keys)

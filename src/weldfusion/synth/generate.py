@@ -23,6 +23,7 @@ from weldfusion.data.categories import CATEGORIES, GOOD
 from weldfusion.data.manifest import COLUMNS
 from weldfusion.data.split import make_split
 from weldfusion.io import write_atomic
+from weldfusion.registry import MODALITIES
 from weldfusion.synth import render
 
 SIZES: dict[str, dict[str, tuple[int, int]]] = {
@@ -147,6 +148,8 @@ def write_weld(root: Path, weld: Weld) -> None:
     for view in range(VIEWS):
         image = render.photo(rng["photo"], photo_state, weld.recipe, sizes["photo"], view, tag)
         write_atomic(folder / "images" / f"{weld.part}_{view + 1}.jpg", lambda tmp, image=image: image.save(tmp, format="JPEG", quality=90))
+    for index, spec in enumerate(MODALITIES):  # modalities beyond the four built-in ones render themselves
+        spec.render(folder, weld.part, weld.label, weld.seconds, np.random.default_rng([*weld.seed, 100 + index]))
 
 
 def sensor_csv(weld: Weld, rng: np.random.Generator, state: int, timing: render.Timing) -> str:

@@ -56,9 +56,9 @@ def precision(config: Config) -> str:
 
 
 def train_classifier(data: RunData, resume: bool = False, devices: int = 1, num_nodes: int = 1, accelerator: str = "auto",
-                     debug: bool = False, say: Callable[[str], None] = print, progress_bar: bool = False) -> float | None:  # fmt: skip
+                     debug: bool = False, say: Callable[[str], None] = print, progress_bar: bool = False) -> bool:  # fmt: skip
     """SupCon training of the run's model on its train split (Lightning); the best weights are exported
-    to RUN/model/. Returns the best monitored loss."""
+    to RUN/model/ by the global-zero process, which alone gets True back."""
     paths, config = data.run.paths, data.run.config
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -90,8 +90,9 @@ def train_classifier(data: RunData, resume: bool = False, devices: int = 1, num_
     if trainer.is_global_zero:
         best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
         export(data, module, datamodule, best)
-    say(f"trained {trainer.current_epoch} epoch(s); run folder {paths.root}")
-    return None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
+        best_loss = "" if checkpoint.best_model_score is None else f", best {monitor} {float(checkpoint.best_model_score):.4f}"
+        say(f"trained {trainer.current_epoch} epoch(s){best_loss}; run folder {paths.root}")
+    return trainer.is_global_zero
 
 
 def export(data: RunData, module: WeldFusionModule, datamodule: WeldDataModule, best: Path) -> None:
