@@ -161,3 +161,21 @@ def trained_run(synth_root: Path, cache_dir: Path, tmp_path_factory: pytest.Temp
     run = tmp_path_factory.mktemp("runs") / "run"
     fit_run(run, synth_root, config, say=lambda *a, **k: None)
     return run
+
+
+@pytest.fixture(scope="session")
+def official_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An official-style split (TRAIN = Good only), 6 welds per defect class. Treat as read-only."""
+    root = tmp_path_factory.mktemp("official")
+    synthesize(root, per_class=6, seconds=2.0, size="small", split="official", seed=1, workers=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def official_run(official_root: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The anomaly protocol fitted once on the official-style split."""
+    from weldfusion.engine import fit_run
+
+    run = tmp_path_factory.mktemp("runs") / "anomaly"
+    fit_run(run, official_root, load_config("cpu", [f"cache.dir={cache_dir}", "protocol=anomaly"]), say=lambda *a, **k: None)
+    return run

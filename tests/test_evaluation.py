@@ -112,12 +112,8 @@ def test_report_renders_in_chromium_with_the_numbers_of_metrics_json(classify_ev
 
 
 @pytest.fixture(scope="module")
-def anomaly_run(tmp_path_factory, cache_dir):
-    root = tmp_path_factory.mktemp("official")
-    synthesize(root, per_class=6, seconds=2.0, split="official", seed=1, workers=2)
-    run = tmp_path_factory.mktemp("runs") / "anomaly"
-    fit_run(run, root, load_config("cpu", [f"cache.dir={cache_dir}", "protocol=anomaly"]), say=lambda *a: None)
-    return root, run
+def anomaly_run(official_root, official_run):
+    return official_root, official_run
 
 
 def test_anomaly_protocol_end_to_end(anomaly_run):

@@ -74,7 +74,7 @@ def predict(run: Path, folders: list[Path], say_error=print, threshold: float | 
             say_error(f"{sample.folder}: no usable modality (" + "; ".join(f"{m}: {why}" for m, why in scores.problems[i].items()) + "); no decision")
         out.append(Prediction(
             folder=str(sample.folder), available={m: scores.problems[i].get(m) or "ok" for m in modalities},
-            defect_score=score, threshold=round(cut, 6), decision=None if score is None else ("defect" if score >= cut else "good"),
+            defect_score=score, threshold=cut, decision=None if score is None else ("defect" if score >= cut else "good"),
             nearest=scores.nearest[i] if usable else [],
             modality_scores={m: _rounded(scores.modality_scores[m][i]) for m in modalities if m in scores.modality_scores},
             category=scores.category[i] if scores.category else None,

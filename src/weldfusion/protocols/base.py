@@ -73,7 +73,7 @@ class Threshold:
             raise InputError(f"--false-alarm-rate {rate}: must be a fraction in [0, 1)")
         if not self.good_scores:
             raise InputError("this model has no reference Good scores; give --threshold X instead")
-        return float(np.quantile(np.asarray(self.good_scores), 1 - rate, method="higher")) + 1e-9
+        return float(np.nextafter(np.quantile(np.asarray(self.good_scores), 1 - rate, method="higher"), np.inf))
 
 
 class DefectProtocol:
