@@ -64,6 +64,12 @@ def _png_as_jpg(folder: Path) -> None:
     Image.new("RGB", (300, 120), (90, 90, 90)).save(target, format="PNG")
 
 
+def _cell(line: str, index: int, value: str) -> str:
+    cells = line.split(",")
+    cells[index] = value
+    return ",".join(cells)
+
+
 RNG = np.random.default_rng(0)
 
 # name -> (how to damage the weld folder, modality, expected: "ok" | "note:<text>" | "masked:<text>")
@@ -94,6 +100,13 @@ CASES = {
     "sensor binary garbage": (lambda f: next(f.glob("*.csv")).write_bytes(os.urandom(3000)), "sensor", "masked:"),
     "sensor semicolons": (lambda f: _csv(f, lambda t: t.replace(",", ";")), "sensor", "masked:missing column"),
     "sensor a dead channel": (lambda f: _csv(f, lambda t: "\n".join([t.splitlines()[0]] + [",".join(c if i != 6 else "--" for i, c in enumerate(line.split(","))) for line in t.splitlines()[1:]]) + "\n"), "sensor", "masked:Primary Weld Current hold no number"),
+    "sensor one more field per row": (lambda f: _csv(f, lambda t: "\n".join([t.splitlines()[0]] + [l + ",extra" for l in t.splitlines()[1:]]) + "\n"), "sensor", "ok"),
+    "sensor inf cells": (lambda f: _csv(f, lambda t: "\n".join([t.splitlines()[0]] + [_cell(l, 4, "-inf" if i % 2 else "inf") if i % 7 == 3 else l for i, l in enumerate(t.splitlines()[1:])]) + "\n"), "sensor", "note:non-finite or out-of-bounds"),
+    "sensor absurd current": (lambda f: _csv(f, lambda t: "\n".join([t.splitlines()[0]] + [_cell(l, 6, "1e30") if i == 5 else l for i, l in enumerate(t.splitlines()[1:])]) + "\n"), "sensor", "note:out-of-bounds"),
+    "sensor one line of 300k fields": (lambda f: next(f.glob("*.csv")).write_text(",".join(["1.0"] * 300_000) + "\n"), "sensor", "masked:longer than"),
+    "sensor 2000 fields per row": (lambda f: _csv(f, lambda t: "\n".join([t.splitlines()[0]] + [l + ",0" * 2000 for l in t.splitlines()[1:]]) + "\n"), "sensor", "masked:fields, above"),
+    "sensor 30 MB single line": (lambda f: next(f.glob("*.csv")).write_text("9" * 30_000_000), "sensor", "masked:longer than"),
+    "photo decompression bomb": (lambda f: Image.new("1", (30000, 10000)).save(sorted((f / "images").glob("*.jpg"))[0], format="PNG"), "images", "note:not a readable image"),
     "photo zero bytes": (lambda f: sorted((f / "images").glob("*.jpg"))[0].write_bytes(b""), "images", "note:not a readable image"),
     "photo truncated": (lambda f: _truncate(sorted((f / "images").glob("*.jpg"))[1], 0.4), "images", "ok|note:not a readable image"),
     "photo is text": (lambda f: sorted((f / "images").glob("*.jpg"))[0].write_text("jpeg? " * 50), "images", "note:not a readable image"),
@@ -248,3 +261,155 @@ def test_manifest_reader_never_opens_rows_outside(tmp_path):
     (tmp_path / "manifest.csv").write_text("CATEGORY,SUBDIRS,SPLIT\nGood,/etc/x/p,TRAIN\nGood,a/../../p,TRAIN\n")
     manifest = read_manifest(tmp_path / "manifest.csv")
     assert len(manifest.table) == 2  # parsed; build_samples rejects both (tests/test_samples.py)
+
+
+# ---------------------------------------------------------------- reliability: no silent answer, no overwrite, one line
+
+
+def test_sensor_rows_with_a_trailing_field_stay_aligned_to_the_header(weld, tmp_path, cpu_config):
+    folder = copy_dataset(weld, tmp_path / weld.name)
+    files, missing = locate_files(folder, folder.name, MODALITIES)
+    sample = Sample(folder.name, "s", 0, "test", folder, files, missing)
+    before = decode_sample(sample, ["sensor"], cpu_config, build_transforms(cpu_config)).arrays["sensor"]
+    _csv(folder, lambda t: "\n".join([t.splitlines()[0]] + [line + ",7" for line in t.splitlines()[1:]]) + "\n")
+    after = decode_sample(sample, ["sensor"], cpu_config, build_transforms(cpu_config)).arrays["sensor"]
+    np.testing.assert_array_equal(before, after)
+
+
+def _unreadable(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00garbage" * 10)
+
+
+@pytest.mark.parametrize("run_fixture", ["trained_run", "official_run"])
+def test_a_weld_nothing_of_which_can_be_read_gets_no_verdict(run_fixture, request, weld, tmp_path, capsys):
+    run = request.getfixturevalue(run_fixture)
+    blind = copy_dataset(weld, tmp_path / "blind" / weld.name)
+    _unreadable(blind)
+    seen = copy_dataset(weld, tmp_path / "seen" / weld.name)
+    assert main(["predict", str(run), str(blind), str(seen), "--json", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert "no usable modality" in err and "no decision" in err
+    blind_p, seen_p = json.loads((tmp_path / "p.json").read_text())["predictions"]  # strict JSON: no NaN
+    assert blind_p["decision"] is None and blind_p["defect_score"] is None
+    assert all(why != "ok" for why in blind_p["available"].values())
+    assert seen_p["decision"] in ("good", "defect")
+
+
+def _lock_run(run: Path) -> object:
+    from filelock import FileLock
+
+    lock = FileLock(run / ".lock")
+    lock.acquire()
+    return lock
+
+
+RELIABILITY_CASES = {
+    "split over its own manifest": (lambda r, t: ["data", "split", str(r), "--out", str(r / "manifest.csv")], "is the manifest being split"),
+    "synth into a dataset": (lambda r, t: ["synth", str(r), "--per-class", "1"], "not an empty folder"),
+    "json names a directory": (lambda r, t: ["data", "check", str(r), "--quick", "--json", str(t)], "is a directory"),
+    "devices 0": (lambda r, t: ["train", str(r), "--out", str(t / "run"), "--devices", "0"], "--devices 0"),
+    "accelerator gpu without one": (lambda r, t: ["train", str(r), "--out", str(t / "run"), "--accelerator", "gpu"], "no CUDA GPU"),
+    "negative learning rate": (lambda r, t: ["train", str(r), "--out", str(t / "run"), "--set", "train.lr=-1"], "train.lr: Input should be greater than 0"),
+    "zero fusion tokens": (lambda r, t: ["train", str(r), "--out", str(t / "run"), "--set", "model.fusion.tokens=0"], "model.fusion.tokens"),
+    "negative workers": (lambda r, t: ["train", str(r), "--out", str(t / "run"), "--set", "data.num_workers=-1"], "data.num_workers"),
+    "evaluate k 0": (lambda r, t: ["evaluate", "RUN", "--k", "0"], "--k 0"),
+}
+
+
+@pytest.mark.parametrize("name", list(RELIABILITY_CASES))
+def test_refusals_are_one_line_and_write_nothing(name, synth_root, trained_run, tmp_path, capsys):
+    root = copy_dataset(synth_root, tmp_path / "data")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    argv = [a if a != "RUN" else str(trained_run) for a in RELIABILITY_CASES[name][0](root, tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert RELIABILITY_CASES[name][1] in err and err.count("\n") == 1, err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_writer_of_a_run_refuses(trained_run, synth_root, tmp_path, capsys):
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    lock = _lock_run(run)
+    try:
+        assert main(["train", str(synth_root), "--out", str(run), "--resume", "--set", "train.epochs=99"]) == 2
+        assert main(["evaluate", str(run)]) == 2
+    finally:
+        lock.release()
+    assert capsys.readouterr().err.count("in use by another weldfusion process") == 2
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda run: (run / "run.json").write_text("{not json"), "run.json: damaged"),
+    (lambda run: (run / "run.json").write_text("[]"), "not a weldfusion run.json"),
+    (lambda run: (run / "model" / "threshold.json").write_text('{"threshold": '), "threshold.json: damaged"),
+    (lambda run: (run / "model" / "threshold.json").unlink(), "threshold.json: missing"),
+])  # fmt: skip
+def test_damaged_run_files_are_one_line(damage, message, trained_run, weld, tmp_path, capsys):
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    damage(run)
+    assert main(["predict", str(run), str(weld)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("code,text", [(28, "no space left"), (30, "read-only file system"), (13, "permission denied")])
+def test_operating_system_errors_are_one_line(code, text, synth_root, tmp_path, capsys, monkeypatch):
+    import weldfusion.io
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code), str(tmp_path / "report.json"))
+
+    monkeypatch.setattr(weldfusion.io.os, "replace", fail)
+    assert main(["data", "check", str(synth_root), "--quick", "--json", str(tmp_path / "report.json")]) == 2
+    err = capsys.readouterr().err
+    assert text in err and str(tmp_path / "report.json") in err and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_manifest_rows_that_cannot_name_a_folder_are_reported(synth_root, tmp_path, capsys):
+    root = copy_dataset(synth_root, tmp_path / "data")
+    lines = (root / "manifest.csv").read_text().splitlines()
+    nul = lines[1].replace("/", "/x\x00", 1)
+    long = lines[2].replace("/", "/" + "n" * 300, 1)
+    cells = lines[3].split(",")
+    cells[10] = cells[10].replace("/", "//") + "/"  # SUBDIRS: the same weld as row 4, spelled differently
+    twice = ",".join(cells)
+    (root / "manifest.csv").write_text("\n".join([*lines, nul, long]) + "\n")
+    assert main(["data", "check", str(root), "--json", str(tmp_path / "c.json")]) == 0
+    problems = " ".join(p["problem"] for p in json.loads((tmp_path / "c.json").read_text())["problems"])
+    assert "NUL byte" in problems and "longer than 255 bytes" in problems
+    (root / "manifest.csv").write_text("\n".join([*lines, twice]) + "\n")
+    assert main(["data", "check", str(root)]) == 2
+    assert "duplicate SUBDIRS" in capsys.readouterr().err
+
+
+def test_bounds_are_shared_by_data_check_and_the_readers(synth_root, tmp_path):
+    from weldfusion.data.check import check_dataset
+
+    bounded = load_config("cpu", ["data.audio.max_seconds=1", "data.max_video_frames=10"])
+    report = check_dataset(synth_root, bounded)
+    problems = [p for p in report.problems if p["masked"]]
+    assert sum("data.audio.max_seconds" in p["problem"] for p in problems) == report.rows
+    assert sum("data.max_video_frames" in p["problem"] for p in problems) == report.rows
+
+
+def test_ctrl_c_during_training_exits_130_with_the_resume_command(synth_root, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "weldfusion", "train", str(synth_root), "--out", str(run), "--set", "train.epochs=200",
+               "--set", "train.patience=0", "--set", f"cache.dir={tmp_path / 'cache'}", "--set", "data.num_workers=0"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (run / "logs" / "metrics.csv").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert f"resume with: weldfusion train {synth_root} --out {run} --resume" in " ".join(err.split())

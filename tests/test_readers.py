@@ -5,6 +5,7 @@ import soundfile as sf
 from PIL import Image
 from transformers import ASTFeatureExtractor, BitImageProcessorPil
 
+from weldfusion.config import SensorData
 from weldfusion.data.readers import evenly_spaced, read_audio, read_images, read_sensor, read_video
 from weldfusion.data.transforms import FBANK_HOP, AudioTransform, ImageTransform, ResizeCrop
 from weldfusion.errors import ModalityError
@@ -179,11 +180,11 @@ def log_rows(n=40, current_on=(10, 30)):
 
 def test_sensor_selects_channels_by_name_and_crops_the_arc(tmp_path):
     header = " " + SENSOR_HEADER.replace(",", " , ")  # whitespace around names is stripped
-    decoded = read_sensor(sensor_file(tmp_path, log_rows(), header), CHANNELS, 16, "Primary Weld Current", 5.0, True)
+    decoded = read_sensor(sensor_file(tmp_path, log_rows(), header), SensorData(steps=16, crop_to_arc=True))
     assert decoded.value.shape == (16, 6) and decoded.value.dtype == np.float32
     current = decoded.value[:, 3]
     assert current.min() == pytest.approx(170.0) and current.max() == pytest.approx(189.0)
-    uncropped = read_sensor(sensor_file(tmp_path, log_rows()), CHANNELS, 16, "Primary Weld Current", 5.0, False)
+    uncropped = read_sensor(sensor_file(tmp_path, log_rows()), SensorData(steps=16, crop_to_arc=False))
     assert uncropped.value[0, 3] == pytest.approx(0.2)
 
 
@@ -192,14 +193,14 @@ def test_sensor_nan_cells_interpolated_and_reported(tmp_path):
     cells = rows[20].split(",")
     cells[6], cells[5], cells[1] = "", "n/a", "garbage-time"
     rows[20] = ",".join(cells)
-    decoded = read_sensor(sensor_file(tmp_path, rows), CHANNELS, 20, "Primary Weld Current", 5.0, True)
+    decoded = read_sensor(sensor_file(tmp_path, rows), SensorData(steps=20, crop_to_arc=True))
     assert np.isfinite(decoded.value).all()
     assert decoded.notes == ["2 empty or non-numeric cell(s) interpolated"]
     assert decoded.value[10, 3] == pytest.approx(180.0)  # midway between rows 19 and 21
 
 
 def test_sensor_without_arc_is_used_whole_and_reported(tmp_path):
-    decoded = read_sensor(sensor_file(tmp_path, log_rows(current_on=(0, 0))), CHANNELS, 8, "Primary Weld Current", 5.0, True)
+    decoded = read_sensor(sensor_file(tmp_path, log_rows(current_on=(0, 0))), SensorData(steps=8, crop_to_arc=True))
     assert "no arc-on rows" in decoded.notes[0]
 
 
@@ -211,4 +212,4 @@ def test_sensor_without_arc_is_used_whole_and_reported(tmp_path):
 )  # fmt: skip
 def test_sensor_errors_name_the_problem(tmp_path, header, rows, problem):
     with pytest.raises(ModalityError, match=problem):
-        read_sensor(sensor_file(tmp_path, rows, header), CHANNELS, 8, "Primary Weld Current", 5.0, True)
+        read_sensor(sensor_file(tmp_path, rows, header), SensorData(steps=8, crop_to_arc=True))

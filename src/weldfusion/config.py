@@ -76,6 +76,19 @@ class ImagesData(Section):
 class AudioData(Section):
     sample_rate: Positive = 16000
     clips: Positive = 3  # clips spread evenly over the recording; frames and mel bins per clip come from the AST config
+    max_seconds: PositiveFloat = 1200.0  # decode bound: a longer recording is refused (the real ones last 25-38 s)
+
+
+# Physical bounds per channel, deliberately generous (the real logs: ~150-190 A, ~19-23 V, a few bar):
+# a value outside them (or inf / nan) is a broken cell, reported and interpolated like an empty one.
+SENSOR_LIMITS: dict[str, tuple[float, float]] = {
+    "Pressure": (-1e3, 1e3),
+    "CO2 Weld Flow": (-1e4, 1e4),
+    "Feed": (-1e4, 1e4),
+    "Primary Weld Current": (-5e3, 5e3),
+    "Wire Consumed": (-1e9, 1e9),
+    "Secondary Weld Voltage": (-1e3, 1e3),
+}
 
 
 class SensorData(Section):
@@ -84,6 +97,10 @@ class SensorData(Section):
     current_channel: str = "Primary Weld Current"
     arc_threshold: float = 5.0  # amperes: arc on when the current exceeds it
     crop_to_arc: bool = True  # drop the arc-off margins before resampling
+    limits: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(SENSOR_LIMITS))  # channel -> [low, high]
+    max_mb: Positive = 64  # parser bounds, shared by `data check` and the reader: file size,
+    max_fields: Positive = 256  # fields per line (header and rows),
+    max_rows: Positive = 200_000  # and data rows (the real logs hold 195-666)
 
     @model_validator(mode="after")
     def _current(self) -> SensorData:

@@ -32,10 +32,14 @@ def add_synth(commands: argparse._SubParsersAction) -> None:
                    help="supervised: session-disjoint, every class in every split; official: TRAIN is Good only")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes writing welds")
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty (files of the same names are replaced)")
     p.set_defaults(handler=run_synth)
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.force:
+        raise InputError(f"{args.out}: exists and is not an empty folder; synthetic welds would replace its files "
+                         "(choose another OUT, or --force)")  # fmt: skip
     if args.per_class < 1 or args.seconds <= 0:
         raise InputError("--per-class must be >= 1 and --seconds > 0")
     start = time.perf_counter()
@@ -108,7 +112,10 @@ def add_split(commands: argparse._SubParsersAction) -> None:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    manifest = read_manifest(args.manifest or args.root / "manifest.csv", require_split=False)
+    source = args.manifest or args.root / "manifest.csv"
+    if args.out.resolve() == source.resolve():
+        raise InputError(f"{args.out}: is the manifest being split; write the new split beside it (e.g. --out split.csv)")
+    manifest = read_manifest(source, require_split=False)
     manifest.raise_errors()
     if not (0 < args.val < 1 and 0 < args.test < 1 and args.val + args.test < 1):
         raise InputError(f"--val {args.val} and --test {args.test} must be fractions with val + test < 1")

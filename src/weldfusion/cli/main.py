@@ -13,7 +13,7 @@ from weldfusion.cli.info_command import add_info
 from weldfusion.cli.predict_command import add_predict
 from weldfusion.cli.train_command import add_diagnose, add_train
 from weldfusion.cli.console import err
-from weldfusion.errors import InputError
+from weldfusion.errors import InputError, describe_os_error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,15 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every ending is one line: input and operating-system errors exit 2, Ctrl-C exits 130."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except InputError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return 2
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(describe_os_error(exc))
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
+        hint = _resume_hint(args)
+        err.print(f"[yellow]interrupted[/]{'; ' + hint if hint else ''}", highlight=False, soft_wrap=True)
         return 130
+
+
+def _fail(message: str) -> int:
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return 2
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    if args.command == "train" and getattr(args, "protocol", None) != "anomaly":
+        return f"resume with: weldfusion train {args.root} --out {args.out} --resume"
+    return ""
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import torch
+
 from weldfusion.cli.console import err, out, progress_bar
 from weldfusion.cli.options import add_config_options, config_from
 from weldfusion.config import Accelerator, choices, load_config
@@ -34,6 +36,8 @@ def add_train(commands: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     if args.devices < 1 or args.num_nodes < 1:
         raise InputError(f"--devices {args.devices} / --num-nodes {args.num_nodes}: must be >= 1")
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        raise InputError("--accelerator gpu: no CUDA GPU is visible to this PyTorch (a CPU build, or no driver); use auto or cpu")
     options = {"devices": args.devices, "num_nodes": args.num_nodes, "accelerator": args.accelerator, "debug": args.debug,
                "progress_bar": err.is_terminal}  # fmt: skip
     with progress_bar("caching frozen-encoder features", 0) as advance:

@@ -7,7 +7,7 @@ derived from SUBDIRS when absent; recipe columns are kept for reports but never 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -39,6 +39,12 @@ class Manifest:
         return self.table[self.table["split"] == name]
 
 
+def normalise_key(subdirs: str) -> str:
+    """One spelling per weld folder: `/` separators, no empty or `.` parts, no trailing slash."""
+    text = subdirs.strip().replace("\\", "/")
+    return str(PurePosixPath(text)) if text else ""
+
+
 def read_manifest(path: Path, *, require_split: bool = True) -> Manifest:
     """Parse and validate; fatal rows are collected in `errors` (call `raise_errors()` to enforce)."""
     path = Path(path)
@@ -60,7 +66,7 @@ def read_manifest(path: Path, *, require_split: bool = True) -> Manifest:
     seen: dict[str, int] = {}
     for pos, row in enumerate(raw.itertuples(index=False)):
         where = f"row {row.line}"
-        key = row.SUBDIRS.rstrip("/")
+        key = normalise_key(row.SUBDIRS)
         if not key:
             errors.append(Problem(None, None, f"{where}: empty SUBDIRS"))
             continue

@@ -7,8 +7,9 @@ before decoding and video decoding keeps only the frames it needs.
 
 from __future__ import annotations
 
+import csv
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from math import gcd
 from pathlib import Path
@@ -20,6 +21,7 @@ import soundfile as sf
 from PIL import Image, UnidentifiedImageError
 from scipy.signal import resample_poly
 
+from weldfusion.config import SensorData
 from weldfusion.errors import ModalityError
 
 MIN_AUDIO_SECONDS = 0.1
@@ -39,6 +41,11 @@ def check_size(path: Path, max_mb: int) -> None:
         raise ModalityError(path, "empty file (0 bytes)")
     if size > max_mb * 2**20:
         raise ModalityError(path, f"{size / 2**20:.0f} MiB exceeds the {max_mb} MiB bound (data.max_file_mb)")
+
+
+def check_duration(path: Path, seconds: float, max_seconds: float) -> None:
+    if seconds > max_seconds:
+        raise ModalityError(path, f"{seconds:.0f} s of audio exceeds the {max_seconds:.0f} s bound (data.audio.max_seconds)")
 
 
 def evenly_spaced(count: int, wanted: int) -> np.ndarray:
@@ -89,8 +96,9 @@ def _header_frames(path: Path, max_mb: int) -> int:
         capture.release()
 
 
-def probe_video(path: Path, max_mb: int = 2048) -> list[str]:
-    """The cheap check of `data check`: size, container, a first decodable frame; notes (truncation, 1 frame)."""
+def probe_video(path: Path, max_mb: int = 2048, max_frames: int = 20000) -> list[str]:
+    """The cheap check of `data check`: size, container, frame bound, a first decodable frame; notes
+    (truncation, 1 frame)."""
     note = _sniff_avi(path, max_mb)
     capture = _open(path)
     try:
@@ -99,6 +107,8 @@ def probe_video(path: Path, max_mb: int = 2048) -> list[str]:
         frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         capture.release()
+    if frames > max_frames:
+        raise ModalityError(path, f"header claims {frames} frames, above the {max_frames} bound (data.max_video_frames)")
     return [n for n in (note, "a single frame" if frames == 1 else None) if n]
 
 
@@ -190,8 +200,7 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float = 1200.0, max_mb
     check_size(path, max_mb)
     try:
         info = sf.info(str(path))
-        if info.frames / max(info.samplerate, 1) > max_seconds:
-            raise ModalityError(path, f"{info.frames / info.samplerate:.0f} s of audio exceeds the {max_seconds:.0f} s bound")
+        check_duration(path, info.frames / max(info.samplerate, 1), max_seconds)
         wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise ModalityError(path, f"not a readable audio file ({first_line(exc)})") from None
@@ -214,46 +223,74 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float = 1200.0, max_mb
     return Decoded(wave, notes)
 
 
-def read_sensor(path: Path, channels: list[str], steps: int, current_channel: str, arc_threshold: float,
-                crop_to_arc: bool, max_mb: int = 2048) -> Decoded:  # fmt: skip
-    """The named channels resampled to `steps` rows, in raw units (standardisation comes later).
+def read_sensor(path: Path, settings: SensorData, max_mb: int = 2048) -> Decoded:
+    """The named channels resampled to `settings.steps` rows, in raw units (standardisation comes later).
 
-    Header whitespace is stripped and channels are selected by name; timestamps are ignored (some
-    real logs are non-monotonic). Non-numeric or empty cells are interpolated and reported.
+    Header whitespace is stripped and channels are selected by name; values are aligned to the header
+    whatever the rows' trailing fields (a row with one field more than the header is a common export
+    quirk). Timestamps are ignored (some real logs are non-monotonic). Empty, non-numeric, non-finite
+    and out-of-bounds cells (`settings.limits`) are interpolated and reported. Size, fields per line
+    and rows are bounded before pandas parses anything.
     """
-    check_size(path, max_mb)
-    wanted = set(channels)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-            table = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, on_bad_lines="error",
-                                usecols=lambda c: str(c).strip() in wanted)  # fmt: skip
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ModalityError(path, f"not a readable CSV ({first_line(exc)})") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    absent = [c for c in channels if c not in table.columns]
+    check_size(path, min(max_mb, settings.max_mb))
+    rows = _csv_rows(path, settings.max_fields, settings.max_rows)
+    header = [name.strip() for name in rows[0]]
+    absent = [c for c in settings.channels if c not in header]
     if absent:
-        header = path.open(encoding="utf-8-sig", errors="replace").readline().strip()
-        raise ModalityError(path, f"missing column(s) {', '.join(absent)} (header: {header[:200]})")
-    values = table[channels].apply(lambda col: col if col.dtype.kind in "fi" else pd.to_numeric(col.astype(str).str.strip(), errors="coerce"))
+        raise ModalityError(path, f"missing column(s) {', '.join(absent)} (header: {','.join(rows[0])[:200]})")
+    columns = [header.index(c) for c in settings.channels]
+    cells = [[row[i] if i < len(row) else "" for i in columns] for row in rows[1:] if any(cell.strip() for cell in row)]
+    values = pd.DataFrame(cells, columns=settings.channels, dtype=str).apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
     if len(values) < MIN_SENSOR_ROWS:
         raise ModalityError(path, f"only {len(values)} data row(s)")
     notes = []
-    bad = int(values.isna().sum().sum())
-    if bad:
-        dead = [c for c in channels if values[c].isna().all()]
+    empty = int(values.isna().sum().sum())
+    for channel in settings.channels:
+        low, high = settings.limits.get(channel, (-np.inf, np.inf))
+        values[channel] = values[channel].where(values[channel].between(low, high))  # inf and nan fall outside too
+    broken = int(values.isna().sum().sum()) - empty
+    if empty or broken:
+        dead = [c for c in settings.channels if values[c].isna().all()]
         if dead:
             raise ModalityError(path, f"column(s) {', '.join(dead)} hold no number")
-        notes.append(f"{bad} empty or non-numeric cell(s) interpolated")
+        if empty:
+            notes.append(f"{empty} empty or non-numeric cell(s) interpolated")
+        if broken:
+            notes.append(f"{broken} non-finite or out-of-bounds cell(s) (data.sensor.limits) interpolated")
         values = values.interpolate(limit_direction="both")
     array = values.to_numpy(dtype=np.float64)
-    if crop_to_arc:
-        on = np.flatnonzero(array[:, channels.index(current_channel)] > arc_threshold)
+    if settings.crop_to_arc:
+        on = np.flatnonzero(array[:, settings.channels.index(settings.current_channel)] > settings.arc_threshold)
         if len(on) >= MIN_SENSOR_ROWS:
             array = array[on[0] : on[-1] + 1]
         else:
-            notes.append(f"no arc-on rows ({current_channel} never > {arc_threshold:g}); whole log used")
-    return Decoded(resample_rows(array, steps).astype(np.float32), notes)
+            notes.append(f"no arc-on rows ({settings.current_channel} never > {settings.arc_threshold:g}); whole log used")
+    return Decoded(resample_rows(array, settings.steps).astype(np.float32), notes)
+
+
+def _csv_rows(path: Path, max_fields: int, max_rows: int) -> list[list[str]]:
+    """The file's rows as text cells (header first), within the field and row bounds."""
+    rows: list[list[str]] = []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            for row in csv.reader(_bounded_lines(f, path)):
+                if len(row) > max_fields:
+                    raise ModalityError(path, f"line {len(rows) + 1} has {len(row)} fields, above the {max_fields} bound (data.sensor.max_fields)")
+                rows.append(row)
+                if len(rows) > max_rows + 1:
+                    raise ModalityError(path, f"more than {max_rows} data rows (data.sensor.max_rows)")
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ModalityError(path, f"not a readable CSV ({first_line(exc)})") from None
+    if not rows or not any(cell.strip() for cell in rows[0]):
+        raise ModalityError(path, "not a readable CSV (no header)")
+    return rows
+
+
+def _bounded_lines(lines: Iterable[str], path: Path, max_chars: int = 1 << 16) -> Iterator[str]:
+    for line in lines:
+        if len(line) > max_chars:
+            raise ModalityError(path, f"a line longer than {max_chars} characters: not a sensor log")
+        yield line
 
 
 def resample_rows(array: np.ndarray, steps: int) -> np.ndarray:

@@ -66,7 +66,11 @@ def locate_files(folder: Path, part: str, modalities: tuple[str, ...] | None = N
 
 def resolve_folder(root: Path, key: str) -> tuple[Path | None, str | None]:
     """The sample folder for a SUBDIRS value, or (None, reason) when it would escape the root."""
+    if "\x00" in key:
+        return None, "SUBDIRS contains a NUL byte; rejected, not opened"
     pure = PurePosixPath(key.replace("\\", "/"))
+    if any(len(part.encode()) > 255 for part in pure.parts):
+        return None, "SUBDIRS has a name longer than 255 bytes; rejected, not opened"
     if pure.is_absolute() or Path(key).is_absolute():
         return None, "SUBDIRS is an absolute path; rejected, not opened"
     if ".." in pure.parts:
@@ -88,7 +92,12 @@ def build_samples(root: Path, manifest: Manifest, modalities: tuple[str, ...] | 
         if folder is None:
             problems.append(Problem(row.key, None, f"row {row.line}: {reason}"))
             continue
-        if not folder.is_dir():
+        try:
+            exists = folder.is_dir()
+        except OSError as exc:  # e.g. a path longer than the system allows
+            problems.append(Problem(row.key, None, f"row {row.line}: folder cannot be opened ({exc.strerror})"))
+            continue
+        if not exists:
             problems.append(Problem(row.key, None, f"row {row.line}: folder {folder} not found"))
             files, missing = {}, {m: "sample folder not found" for m in modalities or MODALITIES.names()}
         else:

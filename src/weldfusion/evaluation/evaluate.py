@@ -48,6 +48,9 @@ def evaluate_run(run: Path, split: str = "test", data: Path | None = None, k: in
         scores = protocol.score(query, run_data.features)
         labels = np.array([s.label for s in query])
         ok = scores.usable
+        if not ok.any():
+            raise InputError(f"{opened.manifest}: no weld of the {split} split could be read (every modality masked); "
+                             "run `weldfusion data check` for the details")  # fmt: skip
         overall, per_type = auroc(labels[ok], scores.defect_score[ok])
         metrics = {"protocol": opened.protocol, "split": split, "n_reference": protocol.n_reference, "n_query": int(ok.sum()),
                    "k": getattr(protocol, "k", None), "metric": getattr(protocol, "metric", None),

@@ -7,7 +7,7 @@ from pathlib import Path
 import soundfile as sf
 
 from weldfusion.config import AudioData, Config
-from weldfusion.data.readers import MIN_AUDIO_SECONDS, Decoded, check_size, first_line, read_audio
+from weldfusion.data.readers import MIN_AUDIO_SECONDS, Decoded, check_duration, check_size, first_line, read_audio
 from weldfusion.data.transforms import AudioTransform
 from weldfusion.errors import ModalityError
 from weldfusion.models.encoders import AudioEncoder
@@ -30,7 +30,8 @@ class Audio(BackboneSpec):
         return (config.data.audio.clips, transform.extractor.max_length, transform.extractor.num_mel_bins)
 
     def read(self, files: tuple[Path, ...], config: Config, transform: AudioTransform) -> Decoded:
-        decoded = read_audio(files[0], config.data.audio.sample_rate, max_mb=config.data.max_file_mb)
+        a = config.data.audio
+        decoded = read_audio(files[0], a.sample_rate, a.max_seconds, config.data.max_file_mb)
         decoded.value = transform(decoded.value)
         return decoded
 
@@ -42,6 +43,7 @@ class Audio(BackboneSpec):
             raise ModalityError(files[0], f"not a readable audio file ({first_line(exc)})") from None
         if info.frames < MIN_AUDIO_SECONDS * info.samplerate:
             raise ModalityError(files[0], f"only {info.frames / info.samplerate:.3f} s of audio")
+        check_duration(files[0], info.frames / max(info.samplerate, 1), config.data.audio.max_seconds)
         return []
 
     def build_encoder(self, config: Config, weights: bool = True) -> AudioEncoder:

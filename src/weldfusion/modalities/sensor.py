@@ -35,9 +35,7 @@ class Sensor(ModalitySpec):
         return (config.data.sensor.steps, len(config.data.sensor.channels))
 
     def read(self, files: tuple[Path, ...], config: Config, transform: None) -> Decoded:
-        s = config.data.sensor
-        return read_sensor(files[0], s.channels, s.steps, s.current_channel, s.arc_threshold, s.crop_to_arc,
-                           config.data.max_file_mb)  # fmt: skip
+        return read_sensor(files[0], config.data.sensor, config.data.max_file_mb)
 
     def build_encoder(self, config: Config, weights: bool = True) -> SensorEncoder:
         return SensorEncoder(config.model.sensor, config.data.sensor.steps, len(config.data.sensor.channels))

@@ -31,7 +31,7 @@ class Video(BackboneSpec):
         return decoded
 
     def probe(self, files: tuple[Path, ...], config: Config) -> list[str]:
-        return probe_video(files[0], config.data.max_file_mb)
+        return probe_video(files[0], config.data.max_file_mb, config.data.max_video_frames)
 
     def build_encoder(self, config: Config, weights: bool = True) -> VideoEncoder:
         return VideoEncoder(config.model.video, weights)

@@ -86,7 +86,12 @@ def train_classifier(data: RunData, resume: bool = False, devices: int = 1, num_
         plugins=[AtomicCheckpointIO()], default_root_dir=paths.root,
     )  # fmt: skip
     last = paths.checkpoints / "last.ckpt"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+    except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and exit status 1
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     if trainer.is_global_zero:
         best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
         export(data, module, datamodule, best)
