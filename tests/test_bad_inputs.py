@@ -297,10 +297,11 @@ def test_a_weld_nothing_of_which_can_be_read_gets_no_verdict(run_fixture, reques
     assert seen_p["decision"] in ("good", "defect")
 
 
-def _lock_run(run: Path) -> object:
+def _lock(folder: Path) -> object:
     from filelock import FileLock
 
-    lock = FileLock(run / ".lock")
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / ".lock")
     lock.acquire()
     return lock
 
@@ -332,12 +333,14 @@ def test_refusals_are_one_line_and_write_nothing(name, synth_root, trained_run, 
 
 def test_a_second_writer_of_a_run_refuses(trained_run, synth_root, tmp_path, capsys):
     run = shutil.copytree(trained_run, tmp_path / "run")
-    lock = _lock_run(run)
+    locks = [_lock(run), _lock(run / "eval" / "test")]
     try:
         assert main(["train", str(synth_root), "--out", str(run), "--resume", "--set", "train.epochs=99"]) == 2
         assert main(["evaluate", str(run)]) == 2
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
+    assert load_config(str(run / "config.yaml")).train.epochs != 99  # a refused resume changes nothing
     assert capsys.readouterr().err.count("in use by another weldfusion process") == 2
 
 

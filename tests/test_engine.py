@@ -188,10 +188,53 @@ def test_import_layers_are_kept():
 
 def test_predict_and_evaluate_work_without_lightning(official_run, trained_run, synth_root, tmp_path):
     weld = next(synth_root.glob("*/*"))
-    script = ("import sys; sys.modules['lightning'] = None; sys.modules['lightning.pytorch'] = None\n"
+    script = ("import sys\n"
+              "class NoLightning:\n"
+              "    tried = []\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.split('.')[0] in ('lightning', 'pytorch_lightning'):\n"
+              "            NoLightning.tried.append(name)\n"
+              "            raise ImportError(f'{name} is not installed here')\n"
+              "sys.meta_path.insert(0, NoLightning())\n"
               "from weldfusion.cli.main import main\n"
-              f"code = main(['predict', {str(trained_run)!r}, {str(weld)!r}]) + main(['predict', {str(official_run)!r}, {str(weld)!r}])\n"
-              "assert 'lightning' not in sys.modules or sys.modules['lightning'] is None\n"
-              "sys.exit(code)")  # fmt: skip
+              f"codes = [main(['predict', {str(trained_run)!r}, {str(weld)!r}]), main(['predict', {str(official_run)!r}, {str(weld)!r}]),\n"
+              f"         main(['evaluate', {str(official_run)!r}, '--split', 'val']), main(['evaluate', {str(trained_run)!r}, '--split', 'val'])]\n"
+              "print('lightning imports tried:', NoLightning.tried)\n"
+              "sys.exit(max(codes) or len(NoLightning.tried))")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "lightning imports tried: []" in result.stdout
+
+
+def test_an_anomaly_fit_that_cannot_work_is_refused_before_writing(official_root, cache_dir, tmp_path):
+    config = load_config("cpu", [f"cache.dir={cache_dir}", "protocol=anomaly", "eval.anomaly_k=500"])
+    with pytest.raises(InputError, match="needs more than 500 Good welds"):
+        fit_run(tmp_path / "run", official_root, config, say=lambda *a: None)
+    assert not (tmp_path / "run").exists()
+    frozen_video = config.copy_with(["eval.anomaly_k=5", "model.video.unfreeze_last=1"])
+    with pytest.raises(InputError, match="video has no representation without training"):
+        fit_run(tmp_path / "run", official_root, frozen_video, say=lambda *a: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fusion_scores_a_weld_whose_only_modality_has_weight_zero():
+    from weldfusion.protocols.anomaly import fuse
+
+    z = {"video": np.array([1.0, np.nan, np.nan]), "images": np.array([3.0, 2.0, np.nan])}
+    fused = fuse(z, {"video": 1.0, "images": 0.0})
+    assert fused[0] == 1.0 and fused[1] == 2.0 and np.isnan(fused[2])
+
+
+def test_model_folders_written_before_the_engine_still_load(trained_run, tmp_path):
+    from weldfusion.models.artifact import load_model
+
+    model = shutil.copytree(trained_run / "model", tmp_path / "model")
+    data = json.loads((model / "config.json").read_text())
+    data["sensor_stats"] = data.pop("standardisation")["sensor"]
+    (model / "config.json").write_text(json.dumps(data))
+    threshold = json.loads((model / "threshold.json").read_text())
+    (model / "threshold.json").write_text(json.dumps({"threshold": threshold["threshold"], "chosen_on": "old"}))
+    assert load_model(model, cached={"video", "images", "audio"}).stats["sensor"].channels[0] == "Pressure"
+    from weldfusion.protocols.base import Threshold
+
+    assert Threshold.load(model).good_scores == []

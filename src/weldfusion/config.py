@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from weldfusion.errors import InputError
 from weldfusion.io import write_text_atomic
@@ -169,8 +169,12 @@ class ModalitySections(Section):
             settings = getattr(spec, f"{self.side}_settings")
             value = extra.get(spec.name, {})
             if not isinstance(value, settings):
+                value = value if value is not None else {}
+                unknown = sorted(set(value) - set(settings.model_fields)) if isinstance(value, dict) else []
+                if unknown:  # also for a plug-in's settings model that would ignore it
+                    raise InputError(f"config: {self.side}.{spec.name}.{unknown[0]}: unknown key")
                 try:
-                    value = settings.model_validate(value if value is not None else {})
+                    value = settings.model_validate(value)
                 except ValidationError as exc:
                     raise InputError(config_error(exc, f"{self.side}.{spec.name}.")) from None
             extra[spec.name] = value
@@ -194,15 +198,13 @@ class ModelConfig(ModalitySections):
     embedding_dim: Positive = 512
     classifier: bool = False  # a linear head for the combined SupCon + cross-entropy loss
 
-    @model_validator(mode="before")
+    @field_validator("modalities")
     @classmethod
-    def _names(cls, data: Any) -> Any:
-        names = data.get("modalities") if isinstance(data, dict) else None
-        if names is not None:
-            known = MODALITIES.names()
-            if not isinstance(names, list) or not names or len(set(names)) != len(names) or set(names) - set(known):
-                raise ValueError(f"modalities must be distinct names from {', '.join(known)}, got {names}")
-        return data
+    def _names(cls, names: list[str]) -> list[str]:
+        known = MODALITIES.names()
+        if not names or len(set(names)) != len(names) or set(names) - set(known):
+            raise ValueError(f"must be distinct names from {', '.join(known)}, got {names}")
+        return names
 
 
 class CacheConfig(Section):
@@ -228,7 +230,7 @@ class TrainConfig(Section):
     gamma: Annotated[float, Field(gt=0, le=1)] = 0.1  # step and plateau decay factor
     plateau_patience: NonNegative = 5
     grad_clip: Annotated[float, Field(ge=0)] = 1.0  # 0 disables
-    precision: Precision = "auto"  # auto: bf16-mixed on GPUs that support it, 16-mixed on others, 32 on CPU
+    precision: Annotated[Precision, BeforeValidator(str)] = "auto"  # auto: bf16-mixed on GPUs that support it, 16-mixed on others, 32 on CPU
     patience: NonNegative = 10  # early stopping on validation loss; 0 disables
     temperature: PositiveFloat = 0.07
     modality_dropout: Fraction = 0.0  # training: hide each modality of a weld with this probability (one always stays)
@@ -239,6 +241,12 @@ class TrainConfig(Section):
     flat_loss_tolerance: Annotated[float, Field(ge=0)] = 1e-3  # relative range under which the loss counts as flat
     debug_batches: NonNegative = 3  # batches reported by --debug
 
+    @model_validator(mode="after")
+    def _rates(self) -> TrainConfig:
+        if self.min_lr > self.lr or self.warmup_start_lr > self.lr:
+            raise ValueError(f"min_lr {self.min_lr} and warmup_start_lr {self.warmup_start_lr} must not exceed lr {self.lr}")
+        return self
+
 
 class EvalConfig(Section):
     k: Positive = 5
@@ -246,7 +254,7 @@ class EvalConfig(Section):
     temperature: PositiveFloat | None = None  # None: majority vote; else votes weighted by softmax(similarity / T)
     anomaly_k: Positive = 5  # neighbours among the Good TRAIN welds for the anomaly score
     anomaly_metric: Metric = "euclidean"  # distances of standardised features: magnitude matters (cosine ignores it)
-    weight_step: Annotated[float, Field(gt=0, le=1)] = 0.1  # grid step of the per-modality fusion weights chosen on VAL
+    weight_step: Annotated[float, Field(ge=0.05, le=1)] = 0.1  # grid step of the per-modality fusion weights chosen on VAL
     embedding_map: EmbeddingMap = "tsne"  # t-SNE falls back to PCA above 3000 welds
     batch_size: Positive = 32
 
@@ -260,10 +268,15 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, name: str) -> str:
+        if name not in PROTOCOLS:
+            raise ValueError(f"use one of {', '.join(PROTOCOLS.names())}")
+        return name
+
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS.names())}")
         if self.train.ce_weight > 0 and not self.model.classifier:
             raise ValueError("train.ce_weight > 0 needs model.classifier: true (the cross-entropy head)")
         return self

@@ -30,12 +30,14 @@ class Features:
 
     values: np.ndarray  # (N, D); rows of unavailable welds are NaN
     available: np.ndarray  # (N,) bool
+    reasons: list[str]  # why each unavailable weld has no representation ("" where available)
 
 
-def stack(rows: list[np.ndarray | None]) -> Features:
+def stack(rows: list[np.ndarray | None], reasons: list[str]) -> Features:
     width = next((r.shape[0] for r in rows if r is not None), 1)
     values = np.stack([r if r is not None else np.full(width, np.nan) for r in rows]) if rows else np.zeros((0, width))
-    return Features(values, np.array([r is not None for r in rows], bool))
+    return Features(values, np.array([r is not None for r in rows], bool),
+                    [why if r is None else "" for r, why in zip(rows, reasons)])  # fmt: skip
 
 
 class FeatureSource:
@@ -66,7 +68,7 @@ class FeatureSource:
         for modality in self.config.model.modalities:
             spec = MODALITIES.get(modality)
             if spec.standardised:
-                values = [v for v in self._decoded(samples, modality) if v is not None]
+                values = [v for v, _ in self._decoded(samples, modality) if v is not None]
                 channels = spec.channels(self.config, values[0].shape[-1]) if values else []
                 out[modality] = ChannelStats.fit(channels, values, f"{modality} data")
         return out
@@ -76,18 +78,20 @@ class FeatureSource:
         spec = MODALITIES.get(modality)
         if modality in self.stores:
             entries = [self.stores[modality].load(s) for s in samples]
-            return stack([spec.untrained_features(tokens, valid, None) for tokens, valid, _ in entries])
-        return stack([spec.untrained_features(None, None, value) for value in self._decoded(samples, modality)])
+            rows = [spec.untrained_features(tokens, valid, None) for tokens, valid, _ in entries]
+            return stack(rows, [problem or "no valid token" for _, _, problem in entries])
+        decoded = self._decoded(samples, modality)
+        return stack([spec.untrained_features(None, None, value) for value, _ in decoded], [why for _, why in decoded])
 
-    def _decoded(self, samples: list[Sample], modality: str) -> list[np.ndarray | None]:
-        out: list[np.ndarray | None] = []
+    def _decoded(self, samples: list[Sample], modality: str) -> list[tuple[np.ndarray | None, str]]:
+        out: list[tuple[np.ndarray | None, str]] = []
         for sample in samples:
             try:
                 if not sample.available(modality):
-                    raise ModalityError(sample.folder, "missing")
-                out.append(decode_modality(sample, modality, self.config, self.transforms).value)
-            except ModalityError:
-                out.append(None)
+                    raise ModalityError(sample.folder, sample.missing.get(modality, "not available"))
+                out.append((decode_modality(sample, modality, self.config, self.transforms).value, ""))
+            except ModalityError as exc:
+                out.append((None, str(exc)))
         return out
 
 

@@ -4,7 +4,7 @@ The registries sit at the bottom of the import layers, so that every layer can l
 protocol up by name without importing the layers that implement them. The built-in entries
 register themselves when their package (`weldfusion.modalities`, `weldfusion.protocols`) is
 imported, which a registry does on its first lookup; another module adds an entry with
-`MODALITIES.register(spec)` / `PROTOCOLS.register(cls)`.
+`MODALITIES.register(spec.name, spec)` / `PROTOCOLS.register(cls.name, cls)`.
 """
 
 from __future__ import annotations

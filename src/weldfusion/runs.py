@@ -9,6 +9,8 @@ module imports no training code, so `predict` and `evaluate` never load Lightnin
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,6 @@ from weldfusion.io import write_json_atomic
 from weldfusion.models.backbones import digest
 
 FORMAT = 1
-STANDARDISATION_FILE = "standardisation.json"
 # `--set` keys that a resumed run may change: they extend or pace the run, never its results so far
 RESUMABLE = ("train.epochs", "train.patience", "data.num_workers", "train.debug_batches")
 
@@ -44,7 +45,6 @@ class RunPaths:
         self.model = self.root / "model"
         self.logs = self.root / "logs"
         self.standardisation = self.root / "standardisation.json"
-        self.lock = self.root / ".lock"
 
     def eval(self, split: str) -> Path:
         return self.root / "eval" / split
@@ -86,9 +86,26 @@ def new_run(out: Path, config: Config, data_root: Path, manifest: Path) -> Run:
     if paths.root.exists() and not paths.root.is_dir():
         raise InputError(f"{paths.root}: exists and is not a folder; choose another --out")
     if paths.run_info.exists() or paths.config.exists():
-        protocol = _existing_protocol(paths)
-        raise InputError(f"{paths.root}: already holds a {protocol} run; use --resume to continue it or choose another --out")
+        raise InputError(f"{paths.root}: already holds a run; use --resume to continue it or choose another --out")
     return Run(paths, config, config.protocol, Path(data_root).resolve(), Path(manifest).resolve())
+
+
+def discard_run(run: Run) -> None:
+    """Undo `write_run` for a new run that failed before producing a checkpoint or a model."""
+    if not (run.paths.checkpoints.exists() or run.paths.model.exists()):
+        for path in (run.paths.config, run.paths.run_info, run.paths.standardisation):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(run.paths.logs, ignore_errors=True)
+
+
+def wait_for_run(out: Path, timeout: float = 3600.0) -> Run:
+    """The run that another process (DDP rank 0) is writing: wait until its run.json exists."""
+    deadline = time.monotonic() + timeout
+    while not RunPaths(Path(out)).run_info.is_file():
+        if time.monotonic() > deadline:
+            raise InputError(f"{out}: rank 0 did not write run.json within {timeout:.0f} s")
+        time.sleep(1.0)
+    return open_run(out)
 
 
 def write_run(run: Run) -> None:
@@ -110,36 +127,30 @@ def resume_run(out: Path, overrides: list[str], protocol: str | None = None) -> 
         raise InputError(f"--set {refused[0]}: cannot change on --resume (the run's results so far depend on it); "
                          f"allowed: {', '.join(RESUMABLE)}; start a new run for other changes")  # fmt: skip
     if overrides:
-        run.config = run.config.copy_with(overrides)
-        save_config(run.config, run.paths.config)
+        run.config = run.config.copy_with(overrides)  # saved by the caller once the resume is accepted
     return run
 
 
-def _existing_protocol(paths: RunPaths) -> str:
-    try:
-        return str(json.loads(paths.run_info.read_text(encoding="utf-8")).get("protocol", "weldfusion"))
-    except (OSError, ValueError, AttributeError):
-        return "weldfusion"
-
-
 @contextmanager
-def locked(paths: RunPaths) -> Iterator[None]:
-    """Hold the run's lock; a second writer refuses at once with one line. A folder made only for the
-    lock is removed again when the command refused before writing anything."""
-    created = not paths.root.exists()
-    paths.root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(paths.lock, timeout=0)
+def locked(folder: Path) -> Iterator[None]:
+    """Hold `folder/.lock` (a run folder, or one of its eval/<split> folders); a second writer refuses at
+    once with one line. A folder made only for the lock is removed again if nothing else was written."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    lock = FileLock(path, timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise InputError(f"{paths.root}: in use by another weldfusion process (lock {paths.lock}); wait for it to finish") from None
+        raise InputError(f"{folder}: in use by another weldfusion process (lock {path}); wait for it to finish") from None
     try:
         yield
     finally:
         lock.release()
-        if created and [p.name for p in paths.root.iterdir()] == [paths.lock.name]:
-            paths.lock.unlink()
-            paths.root.rmdir()
+        if created and [p.name for p in folder.iterdir()] == [path.name]:
+            path.unlink()
+            folder.rmdir()
 
 
 @dataclass
@@ -182,12 +193,11 @@ def load_run_data(run: Run, data_root: Path | None = None, progress: Callable | 
     return RunData(run, root, usable, skipped, features, data_fingerprint(manifest_path, usable))
 
 
-def save_standardisation(folder: Path, stats: Standardisation) -> None:
-    write_json_atomic(folder / STANDARDISATION_FILE, {m: s.to_dict() for m, s in stats.items()})
+def save_standardisation(path: Path, stats: Standardisation) -> None:
+    write_json_atomic(path, {m: s.to_dict() for m, s in stats.items()})
 
 
-def load_standardisation(folder: Path) -> Standardisation:
-    path = Path(folder) / STANDARDISATION_FILE
+def load_standardisation(path: Path) -> Standardisation:
     if not path.is_file():
         return {}
     try:

@@ -12,6 +12,7 @@ from weldfusion.cli.console import out, progress_bar
 from weldfusion.config import Metric, choices
 from weldfusion.errors import InputError
 from weldfusion.evaluation.evaluate import evaluate_run
+from weldfusion.evaluation.report import per_modality_columns
 
 
 def add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +42,7 @@ def print_summary(metrics: dict) -> None:
     figures = ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "f1_macro", "auroc_defect") if m.get(k) is not None)
     out.print(f"[bold]{m['protocol']} / {m['split']}[/]: {figures}")
     table = Table(title="per modality (each alone)")
-    keys = ["accuracy", "f1_macro", "auroc_defect"] if m["protocol"] == "classify" else ["auroc_defect", "weight"]
+    keys = [k for k in per_modality_columns(m["per_modality"]) if k not in ("n_reference", "n_query")]
     table.add_column("modality")
     for key in keys:
         table.add_column(key, justify="right")

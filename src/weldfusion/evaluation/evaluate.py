@@ -37,10 +37,10 @@ class Evaluated:
 def evaluate_run(run: Path, split: str = "test", data: Path | None = None, k: int | None = None,
                  metric: str | None = None, progress=None) -> Evaluated:  # fmt: skip
     opened = open_run(run)
-    with locked(opened.paths):
+    with locked(opened.paths.eval(split)):
         run_data = load_run_data(opened, data, progress)
         protocol = PROTOCOLS.get(opened.protocol).load(opened.paths.model, run_data.features)
-        protocol.configure(k, metric)
+        retuned = protocol.configure(k, metric)
         threshold = protocol.decision_threshold(opened.paths.model)
         query = run_data.split(split)
         if not query:
@@ -55,7 +55,7 @@ def evaluate_run(run: Path, split: str = "test", data: Path | None = None, k: in
         metrics = {"protocol": opened.protocol, "split": split, "n_reference": protocol.n_reference, "n_query": int(ok.sum()),
                    "k": getattr(protocol, "k", None), "metric": getattr(protocol, "metric", None),
                    **{key: None for key in CLASSIFICATION_KEYS}, "auroc_defect": overall, "auroc_per_defect": per_type,
-                   "decision": decision_figures(labels[ok] != GOOD, scores.defect_score[ok], threshold),
+                   "decision": None if retuned else decision_figures(labels[ok] != GOOD, scores.defect_score[ok], threshold),
                    **protocol.figures(run_data, query, scores)}  # fmt: skip
         skipped = {s.key: "no usable modality: " + "; ".join(f"{m}: {why}" for m, why in scores.problems[i].items())
                    for i, s in enumerate(query) if not ok[i]}  # fmt: skip

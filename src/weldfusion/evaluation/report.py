@@ -179,10 +179,14 @@ def render_html(metrics: dict, pictures: dict[str, bytes]) -> str:
     return f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>weldfusion report</title><style>{style}</style></head><body>{''.join(sections)}</body></html>\n"
 
 
+def per_modality_columns(per_modality: dict) -> list[str]:
+    """The scalar figures that the protocol reported per modality, in a fixed order."""
+    present = {k for figures in per_modality.values() for k, v in figures.items() if isinstance(v, (int, float)) or v is None}
+    return [k for k in (*HEADLINE, "weight", "n_reference", "n_query") if k in present]
+
+
 def per_modality_section(m: dict) -> str:
-    keys = ["accuracy", "f1_macro", "f1_weighted", "auroc_defect", "n_query"] if m["protocol"] == "classify" else ["auroc_defect", "weight", "n_query"]
+    keys = per_modality_columns(m["per_modality"])
     rows = [f"<tr><th>{html.escape(mod)}</th>" + "".join(_cell(v.get(k), f"per_modality.{mod}.{k}") for k in keys) + "</tr>"
             for mod, v in m["per_modality"].items()]  # fmt: skip
-    caption = ("each modality alone: k-NN on its untrained features (frozen encoder's pooled tokens; sensor: arc-on statistics)"
-               if m["protocol"] == "classify" else "each modality's anomaly score alone, and the fusion weights chosen on VAL")  # fmt: skip
-    return f"<h2>Per modality</h2><p>{html.escape(caption)}</p>" + _table(["modality", *keys], rows)
+    return f"<h2>Per modality</h2><p>{html.escape(m.get('per_modality_caption', ''))}</p>" + _table(["modality", *keys], rows)

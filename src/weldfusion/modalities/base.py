@@ -39,14 +39,17 @@ class ModalitySpec:
         every matching file of the sub-folder, sorted by name."""
         if self.folder:
             sub = folder / self.folder
-            return tuple(sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in self.extensions)) if sub.is_dir() else ()
+            return tuple(sorted(p for p in sub.iterdir() if p.is_file() and self._matches(p))) if sub.is_dir() else ()
         exact = [folder / f"{part}{ext}" for ext in self.extensions if (folder / f"{part}{ext}").is_file()]
         if exact:
             return (exact[0],)
         if not folder.is_dir():
             return ()
-        others = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in self.extensions)
+        others = sorted(p for p in folder.iterdir() if p.is_file() and self._matches(p))
         return (others[0],) if len(others) == 1 else ()
+
+    def _matches(self, path: Path) -> bool:
+        return path.name.lower().endswith(self.extensions)
 
     # -- reading -------------------------------------------------------------------------------
     def channels(self, config: Config, width: int) -> list[str]:
@@ -92,6 +95,10 @@ class ModalitySpec:
         raise NotImplementedError
 
     # -- without training ----------------------------------------------------------------------
+    def has_untrained(self, config: Config) -> bool:
+        """Does `untrained_features` give this modality a representation (by default: frozen tokens)?"""
+        return self.frozen(config)
+
     def untrained_features(self, tokens: torch.Tensor | None, valid: torch.Tensor | None, value: np.ndarray | None,
                            ) -> np.ndarray | None:  # fmt: skip
         """One weld's representation without any training (per-modality figures, pooled anomaly

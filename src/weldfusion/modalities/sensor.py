@@ -43,6 +43,9 @@ class Sensor(ModalitySpec):
     def encoder_dim(self, config: Config) -> int:
         return config.model.sensor.d_model
 
+    def has_untrained(self, config: Config) -> bool:
+        return True
+
     def untrained_features(self, tokens: torch.Tensor | None, valid: torch.Tensor | None, value: np.ndarray | None,
                            ) -> np.ndarray | None:  # fmt: skip
         return None if value is None else robust_statistics(value.astype(np.float64))

@@ -78,6 +78,8 @@ def load_model(folder: Path, cached: set[str] | frozenset[str] = frozenset()) ->
     """Rebuild the model (encoders of `cached` modalities left out) and load its weights."""
     folder = Path(folder)
     data = read_model_config(folder)
+    if not isinstance(data.get("config"), dict):
+        raise InputError(f"{folder / 'config.json'}: holds no configuration")
     config = from_dict(data["config"])
     model = WeldFusionModel(config, cached=set(cached))
     weights = folder / "model.safetensors"
@@ -96,7 +98,8 @@ def load_model(folder: Path, cached: set[str] | frozenset[str] = frozenset()) ->
     if missing or result.unexpected_keys:
         raise InputError(f"{weights}: does not match its config.json (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
     try:
-        stats = {m: ChannelStats.from_dict(v) for m, v in (data.get("standardisation") or {}).items()}
+        saved = data.get("standardisation") or ({"sensor": data["sensor_stats"]} if data.get("sensor_stats") else {})  # older folders
+        stats = {m: ChannelStats.from_dict(v) for m, v in saved.items()}
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{folder / 'config.json'}: damaged standardisation statistics ({exc})") from None
     return LoadedModel(config, model.eval(), stats, data.get("meta", {}))

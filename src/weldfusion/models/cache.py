@@ -111,11 +111,8 @@ class FeatureCache(MemoryStore):
             raise InputError(f"{path}: damaged cache entry for {sample.key} ({exc}); delete it to recompute") from None
 
 
-Store = MemoryStore  # FeatureCache is a MemoryStore kept on disk
-
-
 def open_stores(config: Config, transforms: Transforms, persistent: bool = True,
-                modalities: list[str] | None = None) -> dict[str, Store]:  # fmt: skip
+                modalities: list[str] | None = None) -> dict[str, MemoryStore]:  # fmt: skip
     """A store per frozen modality (or per one of `modalities`): the on-disk cache, or memory (welds outside a dataset)."""
     chosen = modalities or frozen_modalities(config)
     if not persistent:
@@ -124,7 +121,7 @@ def open_stores(config: Config, transforms: Transforms, persistent: bool = True,
     return {m: FeatureCache(root, m, MODALITIES.get(m).cache_identity(config, transforms[m]), config.cache.dtype) for m in chosen}
 
 
-def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, stores: dict[str, Store],
+def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, stores: dict[str, MemoryStore],
                device: torch.device | str = "cpu", progress: Callable[[str, int, int], None] | None = None,
                workers: int | None = None) -> dict[str, int]:  # fmt: skip
     """Compute and store every missing entry; returns how many were computed per modality.
@@ -163,7 +160,7 @@ def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, st
 class CachedDataset(Dataset):
     """Items of a live dataset (for the modalities computed each time) plus stored tokens."""
 
-    def __init__(self, live: WeldDataset, stores: dict[str, Store]):
+    def __init__(self, live: WeldDataset, stores: dict[str, MemoryStore]):
         self.live = live
         self.stores = stores
 

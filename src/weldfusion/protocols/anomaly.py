@@ -29,6 +29,7 @@ from weldfusion.io import write_atomic, write_json_atomic
 from weldfusion.metrics import knn
 from weldfusion.metrics.figures import auroc, equal_error_threshold
 from weldfusion.metrics.paper import paper_comparison
+from weldfusion.registry import MODALITIES
 from weldfusion.protocols.base import THRESHOLD_FILE, DefectProtocol, RunData, Scores, Threshold
 
 CONCATENATED = "concatenated"
@@ -59,27 +60,35 @@ class AnomalyProtocol(DefectProtocol):
 
     # -- fitting -------------------------------------------------------------------------------
     def check(self, data: RunData, resume: bool = False) -> None:
+        """Enough Good train welds with each modality's untrained representation (checked before anything is written)."""
         if resume:
             raise InputError(f"{data.run.paths.root}: an anomaly run is fitted in one go; there is nothing to resume")
-
-    def fit(self, data: RunData, say: Callable[[str], None] = print, **options: object) -> None:
         config = data.run.config
         self.k, self.metric = config.eval.anomaly_k, config.eval.anomaly_metric
-        self.modalities = [m for m in config.model.modalities if m in data.features.stores or m not in data.features.frozen]
+        without = [m for m in config.model.modalities if not MODALITIES.get(m).has_untrained(config)]
+        if without:
+            raise InputError(f"model.modalities: {', '.join(without)} has no representation without training (a trainable "
+                             "encoder); the anomaly protocol scores frozen encoders' tokens and the sensor statistics")  # fmt: skip
+        self.modalities = list(config.model.modalities)
+        self._good = [s for s in data.split("train") if s.label == GOOD]
+        if len(self._good) <= self.k:
+            raise InputError(f"{data.run.manifest}: the anomaly protocol needs more than {self.k} Good welds in the "
+                             f"train split (found {len(self._good)})")  # fmt: skip
+        self._train = self._features(self._good, data.features)
+        for m in self.scored:
+            if self._train[m].available.sum() <= self.k:
+                raise InputError(f"{data.run.manifest}: only {int(self._train[m].available.sum())} Good train welds have a "
+                                 f"usable {m} (eval.anomaly_k is {self.k}); drop it from model.modalities")  # fmt: skip
+
+    def fit(self, data: RunData, say: Callable[[str], None] = print, **options: object) -> None:
+        config, good, train = data.run.config, self._good, self._train
         defects = sum(1 for s in data.split("train") if s.label != GOOD)
         if defects:
             say(f"note: the train split holds {defects} defect welds; the anomaly protocol uses only its Good welds")
-        good = [s for s in data.split("train") if s.label == GOOD]
-        if len(good) <= self.k:
-            raise InputError(f"{data.run.manifest}: the anomaly protocol needs more than {self.k} Good welds in the "
-                             f"train split (found {len(good)})")  # fmt: skip
-        train = self._features(good, data.features)
         loo_z = {}
         for m in self.scored:
             values = train[m].values[train[m].available]
             self.reference_keys[m] = [s.key for s, ok in zip(good, train[m].available) if ok]
-            if len(values) <= self.k:
-                raise InputError(f"{data.run.manifest}: only {len(values)} Good train welds have a usable {m}; drop it from model.modalities")
             mean, std = values.mean(0), values.std(0)
             std[std < 1e-8] = 1.0
             self.feature_mean[m], self.feature_std[m] = mean, std
@@ -120,7 +129,9 @@ class AnomalyProtocol(DefectProtocol):
         features.prepare(samples)
         per = {m: features.untrained(samples, m) for m in self.modalities}
         parts = list(per.values())
-        joined = Features(np.concatenate([f.values for f in parts], axis=1), np.all([f.available for f in parts], axis=0))
+        available = np.all([f.available for f in parts], axis=0)
+        reasons = ["; ".join(why for why in whys if why) for whys in zip(*(f.reasons for f in parts))]
+        joined = Features(np.concatenate([f.values for f in parts], axis=1), available, reasons)
         return {**per, CONCATENATED: joined}
 
     def _standardise(self, modality: str, values: np.ndarray) -> np.ndarray:
@@ -156,18 +167,19 @@ class AnomalyProtocol(DefectProtocol):
             i = next(rows)
             nearest.append([{"key": self.reference_keys[CONCATENATED][j], "category": "Good", "distance": round(float(d), 4)}
                             for j, d in zip(found.indices[i], found.distances[i])])  # fmt: skip
-        problems = [{m: "unusable" for m in self.modalities if not feats[m].available[i]} for i in range(len(samples))]
+        problems = [{m: feats[m].reasons[i] for m in self.modalities if not feats[m].available[i]} for i in range(len(samples))]
         embedding = np.concatenate([np.nan_to_num(self._standardise(m, feats[m].values)) for m in self.modalities], axis=1)
         return Scores([s.key for s in samples], np.where(usable, fused, np.nan), usable, z, problems, nearest, embedding)
 
-    def configure(self, k: int | None = None, metric: str | None = None) -> None:
+    def configure(self, k: int | None = None, metric: str | None = None) -> bool:
         if (k and k != self.k) or (metric and metric != self.metric):
             raise InputError("--k / --metric: an anomaly run's scores are standardised for the k and metric it was "
                              f"fitted with (k={self.k}, {self.metric}); refit with --set eval.anomaly_k=...")  # fmt: skip
+        return False
 
     @property
     def n_reference(self) -> int:
-        return len(self.reference[self.modalities[0]])
+        return max(len(keys) for keys in self.reference_keys.values())
 
     def figures(self, data: RunData, query: list[Sample], scores: Scores) -> dict:
         labels = np.array([s.label for s in query])
@@ -180,7 +192,8 @@ class AnomalyProtocol(DefectProtocol):
                                "weight": self.weights.get(m)}  # fmt: skip
         ok = scores.usable
         overall, per_type = auroc(labels[ok], scores.defect_score[ok])
-        return {"per_modality": per_modality, "weights": self.weights, "weight_selection": self.selection,
+        return {"per_modality": per_modality, "per_modality_caption": "each modality's anomaly score alone, and the fusion weights chosen on VAL",
+                "weights": self.weights, "weight_selection": self.selection,
                 "paper": paper_comparison(overall, per_type, per_modality), "checkpoint": "model/anomaly.json"}  # fmt: skip
 
     # -- persistence ---------------------------------------------------------------------------
@@ -213,15 +226,26 @@ class AnomalyProtocol(DefectProtocol):
             return cls(data["modalities"], int(data["k"]), data["metric"], {m: arrays[f"{m}.reference"] for m in ms},
                        {m: arrays[f"{m}.mean"] for m in ms}, {m: arrays[f"{m}.std"] for m in ms}, data["score_mean"],
                        data["score_std"], data["weights"], data["selection"], data["reference_keys"],
-                       Threshold.load(folder) if (Path(folder) / THRESHOLD_FILE).exists() else None)  # fmt: skip
+                       _threshold(Path(folder), data))  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path}: not a complete weldfusion anomaly model (missing {exc})") from None
 
 
+def _threshold(folder: Path, data: dict) -> Threshold | None:
+    """threshold.json; models written before it existed kept the threshold in anomaly.json."""
+    if (folder / THRESHOLD_FILE).exists():
+        return Threshold.load(folder)
+    legacy = data.get("threshold")
+    return Threshold(float(legacy), "anomaly.json (a model written before threshold.json)", []) if legacy is not None else None
+
+
 def fuse(standardised: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """Weighted mean of the standardised scores over the modalities each weld has."""
+    """Weighted mean of the standardised scores over the modalities each weld has; a weld whose present
+    modalities all have weight 0 gets their plain mean (it is seen, so it is scored)."""
     stacked = np.stack([standardised[m] for m in weights])
-    w = np.array([weights[m] for m in weights])[:, None] * np.isfinite(stacked)
+    present = np.isfinite(stacked)
+    w = np.array([weights[m] for m in weights])[:, None] * present
+    w = np.where(w.sum(0) > 0, w, present.astype(float))
     total = w.sum(0)
     fused = np.where(np.isfinite(stacked), stacked, 0.0) * w
     with np.errstate(invalid="ignore", divide="ignore"):

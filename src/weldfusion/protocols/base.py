@@ -60,12 +60,15 @@ class Threshold:
         path = Path(folder) / THRESHOLD_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(float(data["threshold"]), str(data["chosen_on"]), [float(v) for v in data["good_scores"]])
+            value = float(data["threshold"])
+            if not np.isfinite(value):
+                raise ValueError("not finite")
+            return cls(value, str(data.get("chosen_on", "")), [float(v) for v in data.get("good_scores", [])])
         except FileNotFoundError:
-            raise InputError(f"{path}: missing: this model has no decision threshold (fitting did not finish); "
-                             "refit, or give --threshold X or --false-alarm-rate R") from None  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{path}: damaged ({exc.__class__.__name__}); refit, or give --threshold X") from None
+            raise InputError(f"{path}: missing: this model has no decision threshold (fitting did not finish); fit the "
+                             "run again (classify: --resume), or give predict --threshold X or --false-alarm-rate R") from None  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"{path}: damaged ({exc.__class__.__name__}); fit the run again, or give predict --threshold X") from None
 
     def at_false_alarm_rate(self, rate: float) -> float:
         """The threshold above which a fraction `rate` of the reference Good welds' scores lie."""
@@ -94,8 +97,10 @@ class DefectProtocol:
         """The protocol's own figures for metrics.json (per_modality, ...); may add `scores.modality_scores`."""
         return {}
 
-    def configure(self, k: int | None = None, metric: str | None = None) -> None:
-        """Evaluate-time neighbour settings (`--k`, `--metric`); a protocol that cannot change them refuses."""
+    def configure(self, k: int | None = None, metric: str | None = None) -> bool:
+        """Evaluate-time neighbour settings (`--k`, `--metric`); True when they differ from the fitted ones
+        (the fitted threshold then does not apply). A protocol that cannot change them refuses."""
+        return False
 
     @property
     def n_reference(self) -> int:
@@ -113,6 +118,8 @@ class DefectProtocol:
         """The fitted threshold, or an override: a value, or the one giving a false-alarm rate on the
         reference Good welds. A model folder without a threshold is refused (never a silent default)."""
         if threshold is not None:
+            if not np.isfinite(threshold):
+                raise InputError(f"--threshold {threshold}: must be a finite number")
             return float(threshold)
         if self.threshold is None:
             self.threshold = Threshold.load(folder)  # raises the one-line refusal naming the missing file

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from weldfusion.data.categories import CATEGORIES, GOOD, NUM_CLASSES
 from weldfusion.data.sampler import contrastive_ready
@@ -88,6 +87,8 @@ class ClassifyProtocol(DefectProtocol):
         return embed(self.loaded.model, dataset, batch_size=features.config.eval.batch_size, hide=self.without)
 
     def score(self, samples: list[Sample], features: FeatureSource) -> Scores:
+        if self.reference is None:
+            raise InputError("this classify model has no reference.safetensors (training did not finish); fit the run again")
         out = self.embed(samples, features)
         found = knn.search(self.reference.embeddings.numpy(), out.embeddings.numpy(), self.k, self.metric)
         probabilities = knn.vote(found, self.reference.labels.numpy(), NUM_CLASSES, self.metric, self.temperature)
@@ -102,8 +103,10 @@ class ClassifyProtocol(DefectProtocol):
             probability=probabilities[np.arange(len(samples)), categories], contribution={m: v.numpy() for m, v in out.contribution.items()},
         )  # fmt: skip
 
-    def configure(self, k: int | None = None, metric: str | None = None) -> None:
+    def configure(self, k: int | None = None, metric: str | None = None) -> bool:
+        changed = (k or self.k, metric or self.metric) != (self.k, self.metric)
         self.k, self.metric = k or self.k, metric or self.metric
+        return changed
 
     @property
     def n_reference(self) -> int:
@@ -116,8 +119,11 @@ class ClassifyProtocol(DefectProtocol):
         ok = scores.usable
         predicted = np.array([CATEGORIES.index(c) if c else GOOD for c in scores.category])
         out = classification(labels[ok], predicted[ok])
-        out["per_modality"] = self._per_modality(data, query, scores)
-        out["without_modality"] = self._ablation(data, query)
+        reference = bool(data.split("train"))  # `evaluate --data` on a root without train welds: nothing to compare with
+        out["per_modality"] = self._per_modality(data, query, scores) if reference else {}
+        out["without_modality"] = self._ablation(data, query) if reference else {}
+        out["per_modality_caption"] = ("each modality alone: k-NN on its untrained features (frozen encoder's pooled "
+                                       "tokens; sensor: arc-on statistics)")  # fmt: skip
         out["temperature"] = self.temperature
         out["checkpoint"] = self.loaded.meta.get("checkpoint")
         return out
@@ -168,7 +174,3 @@ class ClassifyProtocol(DefectProtocol):
             reference = Embedded(embeddings, labels, keys)
         threshold = Threshold.load(folder) if (Path(folder) / THRESHOLD_FILE).exists() else None
         return cls(loaded, reference, config.eval.k, config.eval.metric, config.eval.temperature, threshold)
-
-    def require_reference(self) -> None:
-        if self.reference is None:
-            raise InputError("this classify model has no reference embeddings (training did not finish); refit the run")

@@ -9,7 +9,7 @@ from weldfusion.data.dataset import Standardisation
 from weldfusion.data.sampler import ClassBalancedBatchSampler, contrastive_ready
 from weldfusion.data.samples import Sample
 from weldfusion.models.cache import CachedDataset
-from weldfusion.runs import STANDARDISATION_FILE, RunData, load_standardisation, save_standardisation
+from weldfusion.runs import RunData, load_standardisation, save_standardisation
 
 
 def epoch_index(trainer: L.Trainer) -> int:
@@ -31,12 +31,12 @@ class WeldDataModule(L.LightningDataModule):
         return self.data.split(name)
 
     def prepare_data(self) -> None:
-        folder = self.data.run.paths.root
-        if not (folder / STANDARDISATION_FILE).is_file():
-            save_standardisation(folder, self.data.features.fit_standardisation(self.split("train")))
+        path = self.data.run.paths.standardisation
+        if not path.is_file():
+            save_standardisation(path, self.data.features.fit_standardisation(self.split("train")))
 
     def setup(self, stage: str | None = None) -> None:
-        self.stats = load_standardisation(self.data.run.paths.root)
+        self.stats = load_standardisation(self.data.run.paths.standardisation)
 
     def dataset(self, samples: list[Sample]) -> CachedDataset:
         return self.data.features.dataset(samples, self.stats)

@@ -38,6 +38,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise InputError(f"{path}: damaged or not a weldfusion checkpoint ({str(exc).splitlines()[0]})") from None
 
 
+class ExtendableEarlyStopping(EarlyStopping):
+    """On resume, keep the configured patience (`--set train.patience`) and count anew: an extended run
+    is not stopped by the patience it had used up before."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience, self.wait_count, self.stopped_epoch = patience, 0, 0
+
+
 def quiet_lightning() -> None:
     """Keep Lightning's banners (accelerator lines, tips) off the console; warnings still show."""
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -73,7 +83,7 @@ def train_classifier(data: RunData, resume: bool = False, devices: int = 1, num_
                                  save_last=True, save_top_k=1, enable_version_counter=False)  # fmt: skip
     callbacks: list = [RunLogs(paths.logs, say), checkpoint]
     if config.train.patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=config.train.patience))
+        callbacks.append(ExtendableEarlyStopping(monitor=monitor, mode="min", patience=config.train.patience))
     if progress_bar:
         callbacks.append(RichProgressBar())
     trainer = L.Trainer(
