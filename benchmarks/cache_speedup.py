@@ -23,11 +23,10 @@ from weldfusion.config import Config, load_config
 from weldfusion.data.dataset import WeldDataset
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import Sample, build_samples
-from weldfusion.models.cache import CachedDataset, fill_cache, frozen_modalities, open_caches
+from weldfusion.features import FeatureSource, build_transforms
+from weldfusion.models.cache import CachedDataset, fill_cache, frozen_modalities, open_stores
 from weldfusion.models.model import WeldFusionModel
-from weldfusion.models.preprocessing import build_transforms
 from weldfusion.synth.generate import synthesize
-from weldfusion.training.datamodule import fit_sensor_stats
 from weldfusion.training.losses import SupConLoss
 
 RANDOM_FULL = ["model.video.pretrained=null", "model.images.pretrained=null", "model.audio.pretrained=null"]
@@ -49,19 +48,19 @@ def epoch_seconds(model: WeldFusionModel, dataset, batch: int) -> float:
 
 def measure(name: str, config: Config, samples: list[Sample], batch: int) -> dict:
     transforms = build_transforms(config)
-    stats = fit_sensor_stats(samples, config, transforms)
+    stats = FeatureSource(config).fit_standardisation(samples)
     cached = frozen_modalities(config)
     torch.manual_seed(0)
     full = WeldFusionModel(config)  # every encoder live
-    live = WeldDataset(samples, config.model.modalities, config, transforms, stats)
+    live = WeldDataset(samples, config.model.modalities, config.data, transforms, stats)
     uncached = epoch_seconds(full, live, batch)
-    caches = open_caches(config, transforms, cached)
+    caches = open_stores(config, transforms)
     start = time.perf_counter()
     fill_cache(samples, config, transforms, caches)
     fill = time.perf_counter() - start
     head = WeldFusionModel(config, cached=set(cached))
     head.load_state_dict(full.state_dict(), strict=False)
-    dataset = CachedDataset(WeldDataset(samples, [m for m in config.model.modalities if m not in cached], config,
+    dataset = CachedDataset(WeldDataset(samples, [m for m in config.model.modalities if m not in cached], config.data,
                                         transforms, stats), caches)  # fmt: skip
     with_cache = epoch_seconds(head, dataset, batch)
     ratio = uncached / with_cache

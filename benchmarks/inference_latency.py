@@ -17,12 +17,12 @@ from torch.utils.data import DataLoader
 
 from weldfusion.config import load_config
 from weldfusion.data.dataset import WeldDataset, decode_sample
-from weldfusion.evaluation import knn
+from weldfusion.metrics import knn
 from weldfusion.evaluation.predict import folder_sample
 from weldfusion.models.artifact import load_model, load_reference
-from weldfusion.models.preprocessing import build_transforms
+from weldfusion.features import build_transforms
 from weldfusion.synth.generate import synthesize
-from weldfusion.training.run import train
+from weldfusion.engine import fit_run
 
 
 def main() -> dict:
@@ -35,7 +35,7 @@ def main() -> dict:
         tmp = Path(tmp)
         synthesize(tmp / "train", per_class=6, seconds=2.0, size="small", split="supervised", seed=0)
         config = load_config("cpu", ["train.epochs=3", f"cache.dir={tmp / 'cache'}", "data.num_workers=0"])
-        train(tmp / "train", tmp / "run", config, say=lambda *a: None)
+        fit_run(tmp / "run", tmp / "train", config, say=lambda *a: None)
         synthesize(tmp / "new", per_class=1, seconds=args.seconds, size=args.size, split="official", seed=9)
         folders = sorted(p for p in (tmp / "new").glob("*/*") if p.is_dir())[: args.welds]
         loaded = load_model(tmp / "run" / "model")  # loading excluded from the timings
@@ -46,8 +46,8 @@ def main() -> dict:
         with torch.inference_mode():
             for folder in folders:
                 t0 = time.perf_counter()
-                sample = folder_sample(folder)
-                decoded = decode_sample(sample, cfg.model.modalities, cfg, transforms, loaded.sensor_stats)
+                sample = folder_sample(folder, cfg.model.modalities)
+                decoded = decode_sample(sample, cfg.model.modalities, cfg.data, transforms, loaded.stats)
                 batch = {"inputs": {m: torch.from_numpy(a)[None] for m, a in decoded.arrays.items()},
                          "mask": {m: torch.from_numpy(k)[None] for m, k in decoded.masks.items()}}  # fmt: skip
                 t1 = time.perf_counter()
@@ -61,7 +61,7 @@ def main() -> dict:
                 for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                     totals[key] += seconds
             per_weld = {k: round(1000 * v / len(folders), 2) for k, v in totals.items()}
-            dataset = WeldDataset([folder_sample(f) for f in folders], cfg.model.modalities, cfg, transforms, loaded.sensor_stats)
+            dataset = WeldDataset([folder_sample(f, cfg.model.modalities) for f in folders], cfg.model.modalities, cfg.data, transforms, loaded.stats)
             start = time.perf_counter()
             for batch in DataLoader(dataset, batch_size=8, num_workers=2):
                 model(batch)

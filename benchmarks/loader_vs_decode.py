@@ -25,7 +25,7 @@ from weldfusion.config import load_config
 from weldfusion.data.dataset import decode_modality
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import Sample, build_samples
-from weldfusion.models.preprocessing import build_transforms
+from weldfusion.features import build_transforms
 from weldfusion.synth.generate import synthesize
 
 MODALITIES = ("video", "images", "audio", "sensor")
@@ -79,7 +79,7 @@ def main() -> dict:
         print(f"{len(samples)} welds, real resolutions, full-preset shapes; samples/s (higher is better)")
         print(f"{'modality':<8} {'ours':>8} {'raw':>8} {'ratio':>7}")
         for modality in MODALITIES:
-            ours = rate(samples, lambda s, m=modality: decode_modality(s, m, config, transforms), args.repeats)
+            ours = rate(samples, lambda s, m=modality: decode_modality(s, m, config.data, transforms), args.repeats)
             raw = rate(samples, lambda s, m=modality: raw_decode(s, m), args.repeats)
             results[modality] = {"ours_per_s": round(ours, 2), "raw_per_s": round(raw, 2), "ratio": round(ours / raw, 2)}
             print(f"{modality:<8} {ours:8.2f} {raw:8.2f} {ours / raw:6.2f}x")

@@ -22,7 +22,7 @@ from weldfusion.config import load_config
 from weldfusion.data.dataset import decode_sample
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import Sample, locate_files
-from weldfusion.data.dataset import build_transforms
+from weldfusion.features import build_transforms
 from weldfusion.synth.generate import SENSOR_HEADER
 from tests.conftest import copy_dataset, weld_folder
 
@@ -129,7 +129,7 @@ def test_damaged_file(name, weld, tmp_path, cpu_config):
     damage(folder)
     files, missing = locate_files(folder, folder.name, MODALITIES)
     sample = Sample(folder.name, "s", 0, "test", folder, files, missing)
-    decoded = decode_sample(sample, list(MODALITIES), cpu_config, build_transforms(cpu_config))
+    decoded = decode_sample(sample, list(MODALITIES), cpu_config.data, build_transforms(cpu_config))
     problem, notes = decoded.problems.get(modality, ""), " ".join(decoded.notes.get(modality, []))
     outcomes = []
     for option in expected.split("|"):
@@ -154,11 +154,11 @@ def test_reader_bounds(weld, tmp_path, cpu_config):
     sample = Sample(folder.name, "s", 0, "test", folder, files, missing)
     bounded = load_config("cpu", ["data.max_video_frames=10", "data.max_file_mb=1"])
     transforms = build_transforms(bounded)
-    video = decode_sample(sample, ["video"], bounded, transforms)
+    video = decode_sample(sample, ["video"], bounded.data, transforms)
     assert "above the 10 frame" in video.problems["video"] or "bound" in video.problems["video"]
     big = folder / "images" / "big.jpg"
     big.write_bytes(b"\xff\xd8" + os.urandom(2 * 2**20))
-    photos = decode_sample(Sample(folder.name, "s", 0, None, folder, {"images": (big,)}, {}), ["images"], bounded, transforms)
+    photos = decode_sample(Sample(folder.name, "s", 0, None, folder, {"images": (big,)}, {}), ["images"], bounded.data, transforms)
     assert "1 MiB bound" in photos.problems["images"]
 
 
@@ -270,9 +270,9 @@ def test_sensor_rows_with_a_trailing_field_stay_aligned_to_the_header(weld, tmp_
     folder = copy_dataset(weld, tmp_path / weld.name)
     files, missing = locate_files(folder, folder.name, MODALITIES)
     sample = Sample(folder.name, "s", 0, "test", folder, files, missing)
-    before = decode_sample(sample, ["sensor"], cpu_config, build_transforms(cpu_config)).arrays["sensor"]
+    before = decode_sample(sample, ["sensor"], cpu_config.data, build_transforms(cpu_config)).arrays["sensor"]
     _csv(folder, lambda t: "\n".join([t.splitlines()[0]] + [line + ",7" for line in t.splitlines()[1:]]) + "\n")
-    after = decode_sample(sample, ["sensor"], cpu_config, build_transforms(cpu_config)).arrays["sensor"]
+    after = decode_sample(sample, ["sensor"], cpu_config.data, build_transforms(cpu_config)).arrays["sensor"]
     np.testing.assert_array_equal(before, after)
 
 
@@ -390,10 +390,10 @@ def test_manifest_rows_that_cannot_name_a_folder_are_reported(synth_root, tmp_pa
 
 
 def test_bounds_are_shared_by_data_check_and_the_readers(synth_root, tmp_path):
-    from weldfusion.data.check import check_dataset
+    from weldfusion.engine import check_data
 
     bounded = load_config("cpu", ["data.audio.max_seconds=1", "data.max_video_frames=10"])
-    report = check_dataset(synth_root, bounded)
+    report = check_data(synth_root, bounded)
     problems = [p for p in report.problems if p["masked"]]
     assert sum("data.audio.max_seconds" in p["problem"] for p in problems) == report.rows
     assert sum("data.max_video_frames" in p["problem"] for p in problems) == report.rows

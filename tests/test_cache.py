@@ -10,7 +10,7 @@ from weldfusion.data.samples import build_samples
 from weldfusion.errors import InputError
 from weldfusion.models.cache import CachedDataset, fill_cache, frozen_modalities, open_stores
 from weldfusion.models.model import WeldFusionModel
-from weldfusion.data.dataset import build_transforms
+from weldfusion.features import build_transforms
 from tests.conftest import copy_dataset, tiny_config
 
 CACHED = ["video", "images", "audio"]
@@ -32,11 +32,11 @@ def test_fill_then_hit_and_same_tokens_as_live(setup):
     assert fill_cache(samples, config, transforms, caches) == {m: 6 for m in CACHED}
     assert fill_cache(samples, config, transforms, caches) == {m: 0 for m in CACHED}
     model = WeldFusionModel(config).eval()
-    live = WeldDataset(samples, config.model.modalities, config, transforms)
+    live = WeldDataset(samples, config.model.modalities, config.data, transforms)
     batch = next(iter(DataLoader(live, batch_size=6)))
     with torch.inference_mode():
         tokens, _ = model.encode(batch)
-        cached = next(iter(DataLoader(CachedDataset(WeldDataset(samples, ["sensor"], config, transforms), caches), batch_size=6)))
+        cached = next(iter(DataLoader(CachedDataset(WeldDataset(samples, ["sensor"], config.data, transforms), caches), batch_size=6)))
         for m in CACHED:
             torch.testing.assert_close(cached["tokens"][m].float(), tokens[m], atol=2e-2, rtol=2e-3)  # fp16 storage
         headless = WeldFusionModel(config, cached=set(CACHED)).eval()

@@ -8,14 +8,14 @@ from weldfusion.data.dataset import WeldDataset, decode_sample, input_shapes
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
 from weldfusion.data.transforms import ChannelStats
-from weldfusion.data.dataset import build_transforms
+from weldfusion.features import build_transforms
 
 
 def test_synthetic_weld_decodes_to_configured_shapes(synth_root, cpu_config):
     samples, _ = build_samples(synth_root, read_manifest(synth_root / "manifest.csv"))
     transforms = build_transforms(cpu_config)
-    shapes = input_shapes(cpu_config, transforms)
-    decoded = decode_sample(samples[0], list(MODALITIES), cpu_config, transforms)
+    shapes = input_shapes(cpu_config.data, transforms)
+    decoded = decode_sample(samples[0], list(MODALITIES), cpu_config.data, transforms)
     assert decoded.problems == {}
     for m in MODALITIES:
         assert decoded.arrays[m].shape == shapes[m], m
@@ -32,7 +32,7 @@ def test_broken_modalities_are_masked_with_reasons(corrupt_root, cpu_config):
     transforms = build_transforms(cpu_config)
 
     def decode(name):
-        return decode_sample(by_key[keys[name]], list(MODALITIES), cpu_config, transforms)
+        return decode_sample(by_key[keys[name]], list(MODALITIES), cpu_config.data, transforms)
 
     flac = decode("missing_flac")
     assert not flac.masks["audio"].any() and "missing file" in flac.problems["audio"]
@@ -50,9 +50,9 @@ def test_broken_modalities_are_masked_with_reasons(corrupt_root, cpu_config):
 def test_torch_dataset_collates_and_standardises(synth_root, cpu_config):
     samples, _ = build_samples(synth_root, read_manifest(synth_root / "manifest.csv"))
     transforms = build_transforms(cpu_config)
-    raw = [decode_sample(s, ["sensor"], cpu_config, transforms).arrays["sensor"] for s in samples[:10]]
+    raw = [decode_sample(s, ["sensor"], cpu_config.data, transforms).arrays["sensor"] for s in samples[:10]]
     stats = ChannelStats.fit(cpu_config.data.sensor.channels, raw)
-    loader = DataLoader(WeldDataset(samples[:10], list(MODALITIES), cpu_config, transforms, {"sensor": stats}), batch_size=5)
+    loader = DataLoader(WeldDataset(samples[:10], list(MODALITIES), cpu_config.data, transforms, {"sensor": stats}), batch_size=5)
     batch = next(iter(loader))
     assert batch["inputs"]["video"].shape == (5, 16, 3, 64, 64)
     assert batch["mask"]["images"].dtype == torch.bool and batch["mask"]["images"].shape == (5, 5)

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from weldfusion.cli.main import main
-from weldfusion.config import Config, load_config
+from weldfusion.config import Config, DataConfig, load_config
 from weldfusion.data.readers import Decoded, resample_rows
 from weldfusion.engine import fit_run
 from weldfusion.errors import InputError, ModalityError
@@ -62,21 +62,24 @@ class Thermal(ModalitySpec):
     model_settings = ThermalModel
     standardised = True
 
-    def input_shape(self, config: Config, transform: None) -> tuple[int, ...]:
-        return (config.data.thermal.steps, 1)
+    def input_shape(self, data: DataConfig, transform: None) -> tuple[int, ...]:
+        return (data.thermal.steps, 1)
 
-    def read(self, files: tuple[Path, ...], config: Config, transform: None) -> Decoded:
+    def read(self, files: tuple[Path, ...], data: DataConfig, transform: None) -> Decoded:
         try:
             values = np.load(files[0]).astype(np.float64).reshape(-1, 1)
         except (OSError, ValueError) as exc:
             raise ModalityError(files[0], f"not a readable .npy ({exc})") from None
-        return Decoded(resample_rows(values, config.data.thermal.steps).astype(np.float32))
+        return Decoded(resample_rows(values, data.thermal.steps).astype(np.float32))
 
     def build_encoder(self, config: Config, weights: bool = True) -> ThermalEncoder:
         return ThermalEncoder(config.data.thermal.steps, config.model.thermal.dim)
 
     def encoder_dim(self, config: Config) -> int:
         return config.model.thermal.dim
+
+    def has_untrained(self, config: Config) -> bool:
+        return True
 
     def untrained_features(self, tokens, valid, value):
         return None if value is None else np.array([value.mean(), value.std(), value.max()], np.float64)

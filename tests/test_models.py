@@ -12,7 +12,7 @@ from weldfusion.errors import InputError
 from weldfusion.models.encoders import pool_tokens
 from weldfusion.models.info import parameter_counts
 from weldfusion.models.model import WeldFusionModel
-from weldfusion.data.dataset import build_transforms
+from weldfusion.features import build_transforms
 from tests.conftest import tiny_config
 
 
@@ -20,7 +20,7 @@ from tests.conftest import tiny_config
 def batch(synth_root, tiny_checkpoints):
     config = tiny_config(tiny_checkpoints)
     samples, _ = build_samples(synth_root, read_manifest(synth_root / "manifest.csv"))
-    loader = DataLoader(WeldDataset(samples[:4], list(MODALITIES), config, build_transforms(config)), batch_size=4)
+    loader = DataLoader(WeldDataset(samples[:4], list(MODALITIES), config.data, build_transforms(config)), batch_size=4)
     return next(iter(loader))
 
 
@@ -156,6 +156,6 @@ def test_full_preset_input_shapes_are_the_spec_shapes():
     from weldfusion.data.dataset import input_shapes
 
     config = load_config("full")
-    assert input_shapes(config, build_transforms(config)) == {
+    assert input_shapes(config.data, build_transforms(config)) == {
         "video": (32, 3, 224, 224), "images": (5, 3, 224, 224), "audio": (3, 1024, 128), "sensor": (256, 6),
     }  # fmt: skip

@@ -20,7 +20,7 @@ from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
 from weldfusion.evaluation.evaluate import evaluate_run
 from weldfusion.models.cache import fill_cache, open_stores
-from weldfusion.data.dataset import build_transforms
+from weldfusion.features import build_transforms
 from weldfusion.engine import fit_run
 
 EPOCHS = 6
@@ -78,7 +78,7 @@ def test_training_killed_at_random_points_resumes_to_the_same_result(synth_root,
 
 FILL = ("import sys; from weldfusion.config import load_config; from weldfusion.data.manifest import read_manifest; "
         "from weldfusion.data.samples import build_samples; from weldfusion.models.cache import fill_cache, open_stores; "
-        "from weldfusion.data.dataset import build_transforms; "
+        "from weldfusion.features import build_transforms; "
         "c = load_config('cpu', [f'cache.dir={sys.argv[2]}', 'cache.batch_size=2', 'data.num_workers=0']); "
         "s, _ = build_samples(sys.argv[1], read_manifest(sys.argv[1] + '/manifest.csv')); t = build_transforms(c); "
         "fill_cache(s, c, t, open_stores(c, t, modalities=['video', 'images', 'audio']))")  # fmt: skip

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from weldfusion.config import Config
+from weldfusion.data.check import CheckReport, check_dataset
+from weldfusion.features import build_transforms
 from weldfusion.protocols.base import DefectProtocol
-from weldfusion.registry import PROTOCOLS
+from weldfusion.registry import MODALITIES, PROTOCOLS
 from weldfusion.runs import discard_run, load_run_data, locked, new_run, resume_run, wait_for_run, write_run
 
 
@@ -49,6 +51,12 @@ def fit_run(out: Path, root: Path | None = None, config: Config | None = None, m
             raise
         fitted.save(run.paths.model)
     return fitted
+
+
+def check_data(root: Path, config: Config, manifest: Path | None = None, deep: bool = True) -> CheckReport:
+    """`weldfusion data check`: every registered modality probed with this configuration's readers."""
+    transforms = build_transforms(config, MODALITIES.names()) if deep else {}
+    return check_dataset(Path(root), config.data, transforms, manifest, deep)
 
 
 def secondary_process() -> bool:

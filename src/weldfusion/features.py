@@ -16,12 +16,17 @@ import numpy as np
 import torch
 
 from weldfusion.config import Config
-from weldfusion.data.dataset import Standardisation, WeldDataset, build_transforms, decode_modality
+from weldfusion.data.dataset import Standardisation, Transforms, WeldDataset, decode_modality
 from weldfusion.data.samples import Sample
 from weldfusion.data.transforms import ChannelStats
 from weldfusion.errors import ModalityError
 from weldfusion.models.cache import CachedDataset, fill_cache, frozen_modalities, open_stores
 from weldfusion.registry import MODALITIES
+
+
+def build_transforms(config: Config, modalities: list[str] | tuple[str, ...] | None = None) -> Transforms:
+    """Each modality's preprocessing for this configuration (the checkpoints' processor settings)."""
+    return {m: MODALITIES.get(m).build_transform(config) for m in modalities or config.model.modalities}
 
 
 @dataclass
@@ -60,7 +65,7 @@ class FeatureSource:
 
     def dataset(self, samples: list[Sample], stats: Standardisation | None = None) -> CachedDataset:
         """Model inputs: stored tokens of the frozen modalities, decoded inputs of the others."""
-        return CachedDataset(WeldDataset(samples, self.live, self.config, self.transforms, stats), self.stores)
+        return CachedDataset(WeldDataset(samples, self.live, self.config.data, self.transforms, stats), self.stores)
 
     def fit_standardisation(self, samples: list[Sample]) -> Standardisation:
         """Per-channel statistics of the standardised modalities over `samples` (the train split)."""
@@ -69,7 +74,7 @@ class FeatureSource:
             spec = MODALITIES.get(modality)
             if spec.standardised:
                 values = [v for v, _ in self._decoded(samples, modality) if v is not None]
-                channels = spec.channels(self.config, values[0].shape[-1]) if values else []
+                channels = spec.channels(self.config.data, values[0].shape[-1]) if values else []
                 out[modality] = ChannelStats.fit(channels, values, f"{modality} data")
         return out
 
@@ -89,7 +94,7 @@ class FeatureSource:
             try:
                 if not sample.available(modality):
                     raise ModalityError(sample.folder, sample.missing.get(modality, "not available"))
-                out.append((decode_modality(sample, modality, self.config, self.transforms).value, ""))
+                out.append((decode_modality(sample, modality, self.config.data, self.transforms).value, ""))
             except ModalityError as exc:
                 out.append((None, str(exc)))
         return out

@@ -11,7 +11,8 @@ from rich.table import Table
 from weldfusion.cli.console import err, out, progress_bar
 from weldfusion.config import load_config
 from weldfusion.data.categories import CATEGORIES
-from weldfusion.data.check import CheckReport, check_dataset
+from weldfusion.data.check import CheckReport
+from weldfusion.engine import check_data
 from weldfusion.data.manifest import SPLITS, read_manifest
 from weldfusion.data.split import make_split, sessions_crossing_splits, write_split_manifest
 from weldfusion.errors import InputError
@@ -64,7 +65,7 @@ def add_check(commands: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     if not args.root.is_dir():
         raise InputError(f"{args.root}: dataset root not found")
-    report = check_dataset(args.root, load_config(args.preset), args.manifest, deep=not args.quick)
+    report = check_data(args.root, load_config(args.preset), args.manifest, deep=not args.quick)
     print_check(report)
     if args.json:
         write_json_atomic(args.json, report.to_dict())

@@ -17,8 +17,7 @@ from rich.table import Table
 from weldfusion.cli.console import err, out, progress_bar
 from weldfusion.cli.data_commands import print_check
 from weldfusion.config import load_config
-from weldfusion.data.check import check_dataset
-from weldfusion.engine import fit_run
+from weldfusion.engine import check_data, fit_run
 from weldfusion.evaluation.evaluate import evaluate_run
 from weldfusion.io import write_json_atomic
 from weldfusion.synth.generate import synthesize, write_manifest
@@ -54,7 +53,7 @@ def run_demo(args: argparse.Namespace) -> int:
     step("synth", t)
     t = time.perf_counter()
     out.rule("2. data check")
-    print_check(check_dataset(data, config))
+    print_check(check_data(data, config))
     step("check", t)
     t = time.perf_counter()
     out.rule("3. classify protocol: SupCon training (cpu preset), k-NN on the held-out test split")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from weldfusion.config import Config
+from weldfusion.config import DataConfig
+from weldfusion.data.dataset import Transforms
 from weldfusion.data.categories import CATEGORIES, GOOD, category_name, code_of_part
 from weldfusion.data.manifest import SPLITS, Manifest, read_manifest
 from weldfusion.data.problems import Problem
@@ -48,23 +49,25 @@ class CheckReport:
         return self.usable > 0 and self.manifest_errors == 0
 
 
-def probe(sample: Sample, modality: str, config: Config) -> tuple[str | None, list[str]]:
+def probe(sample: Sample, modality: str, data: DataConfig, transforms: Transforms) -> tuple[str | None, list[str]]:
     """A cheap but real check of one modality: (why it is unusable or None, notes on what is usable)."""
     files = sample.files[modality]
     try:
-        return None, MODALITIES.get(modality).probe(files, config)
+        return None, MODALITIES.get(modality).probe(files, data, transforms.get(modality))
     except ModalityError as exc:
         return exc.problem, []
     except (OSError, ValueError, RuntimeError, SyntaxError) as exc:
         return f"{files[0].name}: unreadable ({first_line(exc)})", []
 
 
-def check_dataset(root: Path, config: Config, manifest_path: Path | None = None, deep: bool = True) -> CheckReport:
+def check_dataset(root: Path, data: DataConfig, transforms: Transforms, manifest_path: Path | None = None,
+                  deep: bool = True) -> CheckReport:  # fmt: skip
+    """`transforms`: the preprocessing of the modalities to check deeply (others are checked for presence)."""
     manifest = read_manifest(manifest_path or Path(root) / "manifest.csv", require_split=False)
     samples, problems = build_samples(Path(root), manifest)
     problems = [*manifest.errors, *problems]
     if deep:
-        samples, found = _probe_all(samples, config)
+        samples, found = _probe_all(samples, data, transforms)
         problems += found
     problems += _label_mismatches(manifest)
     table = manifest.table
@@ -86,10 +89,10 @@ def supervised_ready(samples: list[Sample], split: str) -> bool:
     return contrastive_ready([s.label for s in samples if s.split == split])
 
 
-def _probe_all(samples: list[Sample], config: Config) -> tuple[list[Sample], list[Problem]]:
+def _probe_all(samples: list[Sample], data: DataConfig, transforms: Transforms) -> tuple[list[Sample], list[Problem]]:
     jobs = [(s, m) for s in samples for m in MODALITIES.names() if s.available(m)]
-    with ThreadPoolExecutor(max_workers=max(config.data.num_workers, 1)) as pool:
-        results = list(pool.map(lambda job: probe(job[0], job[1], config), jobs))
+    with ThreadPoolExecutor(max_workers=max(data.num_workers, 1)) as pool:
+        results = list(pool.map(lambda job: probe(job[0], job[1], data, transforms), jobs))
     bad: dict[str, dict[str, str]] = {}
     found: list[Problem] = []
     for (sample, modality), (problem, notes) in zip(jobs, results):

@@ -14,19 +14,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from weldfusion.config import Config
+from weldfusion.config import DataConfig
 from weldfusion.data.readers import Decoded
 from weldfusion.data.samples import Sample
 from weldfusion.data.transforms import ChannelStats
 from weldfusion.errors import ModalityError
 from weldfusion.registry import MODALITIES
 
-Transforms = dict[str, Any]  # modality -> its preprocessing (built by its spec)
+Transforms = dict[str, Any]  # modality -> its preprocessing (built by its spec from the whole config)
 Standardisation = dict[str, ChannelStats]  # modality -> training-split statistics (standardised modalities)
-
-
-def build_transforms(config: Config, modalities: list[str] | None = None) -> Transforms:
-    return {m: MODALITIES.get(m).build_transform(config) for m in modalities or config.model.modalities}
 
 
 @dataclass
@@ -41,16 +37,16 @@ class SampleInputs:
         return any(mask.any() for mask in self.masks.values())
 
 
-def input_shapes(config: Config, transforms: Transforms) -> dict[str, tuple[int, ...]]:
-    return {m: MODALITIES.get(m).input_shape(config, t) for m, t in transforms.items()}
+def input_shapes(data: DataConfig, transforms: Transforms) -> dict[str, tuple[int, ...]]:
+    return {m: MODALITIES.get(m).input_shape(data, t) for m, t in transforms.items()}
 
 
-def decode_modality(sample: Sample, modality: str, config: Config, transforms: Transforms) -> Decoded:
+def decode_modality(sample: Sample, modality: str, data: DataConfig, transforms: Transforms) -> Decoded:
     """Decode one available modality of a sample (ModalityError when it cannot be used)."""
-    return MODALITIES.get(modality).read(sample.files[modality], config, transforms[modality])
+    return MODALITIES.get(modality).read(sample.files[modality], data, transforms[modality])
 
 
-def decode_sample(sample: Sample, modalities: list[str], config: Config, transforms: Transforms,
+def decode_sample(sample: Sample, modalities: list[str], data: DataConfig, transforms: Transforms,
                   stats: Standardisation | None = None) -> SampleInputs:  # fmt: skip
     """All requested modalities of one sample; failures are masked with their reason, never zero-filled silently."""
     out = SampleInputs()
@@ -59,17 +55,17 @@ def decode_sample(sample: Sample, modalities: list[str], config: Config, transfo
         try:
             if not sample.available(modality):
                 raise ModalityError(sample.folder, sample.missing.get(modality, "not available"))
-            decoded = decode_modality(sample, modality, config, transforms)
+            decoded = decode_modality(sample, modality, data, transforms)
         except ModalityError as exc:
-            out.arrays[modality] = np.zeros(spec.input_shape(config, transforms[modality]), np.float32)
-            out.masks[modality] = np.zeros(spec.items(config), bool)
+            out.arrays[modality] = np.zeros(spec.input_shape(data, transforms[modality]), np.float32)
+            out.masks[modality] = np.zeros(spec.items(data), bool)
             out.problems[modality] = str(exc)
             continue
         value = decoded.value
         if stats and modality in stats:
             value = stats[modality].apply(value)
         out.arrays[modality] = value
-        out.masks[modality] = decoded.valid if decoded.valid is not None else np.ones(spec.items(config), bool)
+        out.masks[modality] = decoded.valid if decoded.valid is not None else np.ones(spec.items(data), bool)
         if decoded.notes:
             out.notes[modality] = decoded.notes
     return out
@@ -78,11 +74,11 @@ def decode_sample(sample: Sample, modalities: list[str], config: Config, transfo
 class WeldDataset(Dataset):
     """Live decoding of a sample table: item = key, label, inputs/mask per modality, problems."""
 
-    def __init__(self, samples: list[Sample], modalities: list[str], config: Config, transforms: Transforms,
+    def __init__(self, samples: list[Sample], modalities: list[str], data: DataConfig, transforms: Transforms,
                  stats: Standardisation | None = None):  # fmt: skip
         self.samples = samples
         self.modalities = modalities
-        self.config = config
+        self.data = data
         self.transforms = transforms
         self.stats = stats
 
@@ -91,7 +87,7 @@ class WeldDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        decoded = decode_sample(sample, self.modalities, self.config, self.transforms, self.stats)
+        decoded = decode_sample(sample, self.modalities, self.data, self.transforms, self.stats)
         return {
             "index": index,
             "key": sample.key,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from weldfusion.config import Config, EncoderConfig
+from weldfusion.config import Config, DataConfig, EncoderConfig
 from weldfusion.data.readers import Decoded
 from weldfusion.models.backbones import backbone_config, identity
 from weldfusion.models.encoders import ModalityEncoder
@@ -52,11 +52,11 @@ class ModalitySpec:
         return path.name.lower().endswith(self.extensions)
 
     # -- reading -------------------------------------------------------------------------------
-    def channels(self, config: Config, width: int) -> list[str]:
+    def channels(self, data: DataConfig, width: int) -> list[str]:
         """Names of the last axis of the decoded values (standardised modalities' statistics)."""
         return [f"{self.name}[{i}]" for i in range(width)]
 
-    def items(self, config: Config) -> int:
+    def items(self, data: DataConfig) -> int:
         """Items per weld that carry their own validity (photo views, audio clips); 1 by default."""
         return 1
 
@@ -64,16 +64,17 @@ class ModalitySpec:
         """The encoder's preprocessing for this configuration (None: `read` needs none)."""
         return None
 
-    def input_shape(self, config: Config, transform: Any) -> tuple[int, ...]:
+    def input_shape(self, data: DataConfig, transform: Any) -> tuple[int, ...]:
         raise NotImplementedError
 
-    def read(self, files: tuple[Path, ...], config: Config, transform: Any) -> Decoded:
-        """Decode and preprocess into `input_shape`; ModalityError names the file and the problem."""
+    def read(self, files: tuple[Path, ...], data: DataConfig, transform: Any) -> Decoded:
+        """Decode and preprocess into `input_shape`; ModalityError names the file and the problem. The
+        data layer calls this with the configuration's data section only."""
         raise NotImplementedError
 
-    def probe(self, files: tuple[Path, ...], config: Config) -> list[str]:
+    def probe(self, files: tuple[Path, ...], data: DataConfig, transform: Any) -> list[str]:
         """The cheap check of `data check`: notes on what is usable; ModalityError when nothing is."""
-        return self.read(files, config, self.build_transform(config)).notes
+        return self.read(files, data, transform).notes
 
     # -- model ---------------------------------------------------------------------------------
     def build_encoder(self, config: Config, weights: bool = True) -> ModalityEncoder:

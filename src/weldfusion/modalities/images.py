@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from weldfusion.config import Config, ImagesData
+from weldfusion.config import Config, DataConfig, ImagesData
 from weldfusion.data.readers import Decoded, check_size, first_line, read_images
 from weldfusion.data.transforms import ImageTransform
 from weldfusion.errors import ModalityError
@@ -22,20 +22,20 @@ class Images(BackboneSpec):
     folder = "images"
     data_settings = ImagesData
 
-    def items(self, config: Config) -> int:
-        return config.data.images.views
+    def items(self, data: DataConfig) -> int:
+        return data.images.views
 
     def build_transform(self, config: Config) -> ImageTransform:
         return image_transform(config)
 
-    def input_shape(self, config: Config, transform: ImageTransform) -> tuple[int, ...]:
-        return (config.data.images.views, 3, transform.resize.crop, transform.resize.crop)
+    def input_shape(self, data: DataConfig, transform: ImageTransform) -> tuple[int, ...]:
+        return (data.images.views, 3, transform.resize.crop, transform.resize.crop)
 
-    def read(self, files: tuple[Path, ...], config: Config, transform: ImageTransform) -> Decoded:
-        return read_images(files, config.data.images.views, transform, transform.resize.short_edge, config.data.max_file_mb)
+    def read(self, files: tuple[Path, ...], data: DataConfig, transform: ImageTransform) -> Decoded:
+        return read_images(files, data.images.views, transform, transform.resize.short_edge, data.max_file_mb)
 
-    def probe(self, files: tuple[Path, ...], config: Config) -> list[str]:
-        notes = [note for note in (_verify_photo(p, config.data.max_file_mb) for p in files) if note]
+    def probe(self, files: tuple[Path, ...], data: DataConfig, transform: ImageTransform) -> list[str]:
+        notes = [note for note in (_verify_photo(p, data.max_file_mb) for p in files) if note]
         if len(notes) == len(files):
             raise ModalityError(files[0].parent, f"no readable photo ({notes[0]})")
         return notes

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weldfusion.config import Config, SensorData, SensorEncoderConfig
+from weldfusion.config import Config, DataConfig, SensorData, SensorEncoderConfig
 from weldfusion.data.readers import Decoded, read_sensor
 from weldfusion.models.encoders import SensorEncoder
 from weldfusion.modalities.base import ModalitySpec
@@ -28,14 +28,14 @@ class Sensor(ModalitySpec):
     model_settings = SensorEncoderConfig
     standardised = True
 
-    def channels(self, config: Config, width: int) -> list[str]:
-        return list(config.data.sensor.channels)
+    def channels(self, data: DataConfig, width: int) -> list[str]:
+        return list(data.sensor.channels)
 
-    def input_shape(self, config: Config, transform: None) -> tuple[int, ...]:
-        return (config.data.sensor.steps, len(config.data.sensor.channels))
+    def input_shape(self, data: DataConfig, transform: None) -> tuple[int, ...]:
+        return (data.sensor.steps, len(data.sensor.channels))
 
-    def read(self, files: tuple[Path, ...], config: Config, transform: None) -> Decoded:
-        return read_sensor(files[0], config.data.sensor, config.data.max_file_mb)
+    def read(self, files: tuple[Path, ...], data: DataConfig, transform: None) -> Decoded:
+        return read_sensor(files[0], data.sensor, data.max_file_mb)
 
     def build_encoder(self, config: Config, weights: bool = True) -> SensorEncoder:
         return SensorEncoder(config.model.sensor, config.data.sensor.steps, len(config.data.sensor.channels))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from weldfusion.config import Config, VideoData
+from weldfusion.config import Config, DataConfig, VideoData
 from weldfusion.data.readers import Decoded, probe_video, read_video
 from weldfusion.data.transforms import ResizeCrop
 from weldfusion.models.encoders import VideoEncoder
@@ -21,17 +21,17 @@ class Video(BackboneSpec):
     def build_transform(self, config: Config) -> ResizeCrop:
         return video_transform(config)
 
-    def input_shape(self, config: Config, transform: ResizeCrop) -> tuple[int, ...]:
-        return (config.data.video.frames, 3, transform.crop, transform.crop)
+    def input_shape(self, data: DataConfig, transform: ResizeCrop) -> tuple[int, ...]:
+        return (data.video.frames, 3, transform.crop, transform.crop)
 
-    def read(self, files: tuple[Path, ...], config: Config, transform: ResizeCrop) -> Decoded:
-        d = config.data
+    def read(self, files: tuple[Path, ...], data: DataConfig, transform: ResizeCrop) -> Decoded:
+        d = data
         decoded = read_video(files[0], d.video.frames, transform.frame, d.max_video_frames, d.max_file_mb)
         decoded.value = transform.normalise(decoded.value)
         return decoded
 
-    def probe(self, files: tuple[Path, ...], config: Config) -> list[str]:
-        return probe_video(files[0], config.data.max_file_mb, config.data.max_video_frames)
+    def probe(self, files: tuple[Path, ...], data: DataConfig, transform: ResizeCrop) -> list[str]:
+        return probe_video(files[0], data.max_file_mb, data.max_video_frames)
 
     def build_encoder(self, config: Config, weights: bool = True) -> VideoEncoder:
         return VideoEncoder(config.model.video, weights)

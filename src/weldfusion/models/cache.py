@@ -138,7 +138,7 @@ def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, st
         if not todo:
             continue
         encoder = build_encoder(modality, config).to(device).eval()
-        dataset = WeldDataset(todo, [modality], config, transforms)
+        dataset = WeldDataset(todo, [modality], config.data, transforms)
         workers = config.data.num_workers if workers is None else workers
         loader = DataLoader(dataset, batch_size=config.cache.batch_size, num_workers=min(workers, len(todo)),
                             pin_memory=device.type == "cuda")  # fmt: skip
