@@ -140,7 +140,7 @@ def test_full_preset_parameter_counts_without_weights():
 
 def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
     config = load_config("cpu", [f"model.video.pretrained={tmp_path}"])
-    with pytest.raises(InputError, match="video encoder"):
+    with pytest.raises(InputError, match="model.video.pretrained: VJEPA2Model"):
         WeldFusionModel(config)
 
 

@@ -1,15 +1,21 @@
 """Plug-in registries for modalities and protocols.
 
 The registries sit at the bottom of the import layers, so that every layer can look a modality or a
-protocol up by name without importing the layers that implement them. The built-in entries
-register themselves when their package (`weldfusion.modalities`, `weldfusion.protocols`) is
-imported, which a registry does on its first lookup; another module adds an entry with
-`MODALITIES.register(spec.name, spec)` / `PROTOCOLS.register(cls.name, cls)`.
+protocol up by name without importing the layers that implement them (these runtime lookups are the
+one way a lower layer reaches a higher one). On its first lookup a registry imports its built-in
+package (`weldfusion.modalities`, `weldfusion.protocols`), whose modules register themselves, and then
+every installed plug-in: a module named by an entry point in the group of the same name, e.g.
+
+    [project.entry-points."weldfusion.modalities"]
+    thermal = "weldfusion_thermal"
+
+A module may also register directly: `MODALITIES.register(spec.name, spec)`.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +37,8 @@ class Registry(Generic[T]):
         if not self._loaded:
             self._loaded = True
             importlib.import_module(self.builtins)
+            for plugin in entry_points(group=self.builtins):
+                plugin.load()
 
     def register(self, name: str, entry: T) -> T:
         self._load()

@@ -18,6 +18,7 @@ from weldfusion.modalities.base import BackboneSpec
 class Audio(BackboneSpec):
     name = "audio"
     extensions = (".flac",)
+    encoder_class = AudioEncoder
     data_settings = AudioData
 
     def items(self, data: DataConfig) -> int:
@@ -45,8 +46,6 @@ class Audio(BackboneSpec):
         check_duration(files[0], info.frames / max(info.samplerate, 1), data.audio.max_seconds)
         return []
 
-    def build_encoder(self, config: Config, weights: bool = True) -> AudioEncoder:
-        return AudioEncoder(config.model.audio, weights)
 
     def transform_identity(self, transform: AudioTransform) -> dict:
         return {"extractor": transform.extractor.to_dict()}

@@ -16,8 +16,9 @@ from pydantic import BaseModel
 
 from weldfusion.config import Config, DataConfig, EncoderConfig
 from weldfusion.data.readers import Decoded
+from weldfusion.errors import InputError
 from weldfusion.models.backbones import backbone_config, identity
-from weldfusion.models.encoders import ModalityEncoder
+from weldfusion.models.encoders import BackboneEncoder, ModalityEncoder
 
 
 class ModalitySpec:
@@ -116,9 +117,20 @@ class BackboneSpec(ModalitySpec):
     """A modality encoded by a pretrained transformers backbone (model section: EncoderConfig)."""
 
     model_settings = EncoderConfig
+    encoder_class: type[BackboneEncoder]  # names the transformers classes (`backbone_classes`)
+
+    def build_encoder(self, config: Config, weights: bool = True) -> BackboneEncoder:
+        try:
+            return self.encoder_class(config.model.section(self.name), weights)
+        except InputError as exc:
+            raise InputError(f"model.{self.name}.pretrained: {exc}") from None
+
+    def backbone_config(self, config: Config) -> Any:
+        """The backbone's architecture (checkpoint config, or the class defaults with `arch`), no weights."""
+        return backbone_config(self.encoder_class.backbone_classes, config.model.section(self.name), offline_ok=True)
 
     def encoder_dim(self, config: Config) -> int:
-        return int(backbone_config(self.name, config.model.section(self.name), offline_ok=True).hidden_size)
+        return int(self.backbone_config(config).hidden_size)
 
     def frozen(self, config: Config) -> bool:
         spec = config.model.section(self.name)
@@ -129,7 +141,7 @@ class BackboneSpec(ModalitySpec):
 
     def cache_identity(self, config: Config, transform: Any) -> dict:
         spec = config.model.section(self.name)
-        return {"backbone": identity(self.name, spec), "encoder": spec.model_dump(mode="json", exclude={"freeze", "unfreeze_last"}),
+        return {"backbone": identity(self.encoder_class.backbone_classes, spec), "encoder": spec.model_dump(mode="json", exclude={"freeze", "unfreeze_last"}),
                 "data": config.data.section(self.name).model_dump(mode="json"), "transform": self.transform_identity(transform),
                 "dtype": config.cache.dtype, "autocast": config.cache.autocast}  # fmt: skip
 

@@ -20,6 +20,7 @@ class Images(BackboneSpec):
     name = "images"
     extensions = (".jpg", ".jpeg")
     folder = "images"
+    encoder_class = ImageEncoder
     data_settings = ImagesData
 
     def items(self, data: DataConfig) -> int:
@@ -40,8 +41,6 @@ class Images(BackboneSpec):
             raise ModalityError(files[0].parent, f"no readable photo ({notes[0]})")
         return notes
 
-    def build_encoder(self, config: Config, weights: bool = True) -> ImageEncoder:
-        return ImageEncoder(config.model.images, weights)
 
     def transform_identity(self, transform: ImageTransform) -> dict:
         return {"resize": asdict(transform.resize), "tag_box": transform.tag_box}

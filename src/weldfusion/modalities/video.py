@@ -16,6 +16,7 @@ from weldfusion.modalities.base import BackboneSpec
 class Video(BackboneSpec):
     name = "video"
     extensions = (".avi",)
+    encoder_class = VideoEncoder
     data_settings = VideoData
 
     def build_transform(self, config: Config) -> ResizeCrop:
@@ -33,8 +34,6 @@ class Video(BackboneSpec):
     def probe(self, files: tuple[Path, ...], data: DataConfig, transform: ResizeCrop) -> list[str]:
         return probe_video(files[0], data.max_file_mb, data.max_video_frames)
 
-    def build_encoder(self, config: Config, weights: bool = True) -> VideoEncoder:
-        return VideoEncoder(config.model.video, weights)
 
     def transform_identity(self, transform: ResizeCrop) -> dict:
         return asdict(transform)

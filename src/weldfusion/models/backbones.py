@@ -34,11 +34,7 @@ from weldfusion.errors import InputError
 
 transformers_logging.disable_progress_bar()  # our own progress bars report loading and caching
 
-BACKBONES: dict[str, tuple[type[PreTrainedModel], type[PretrainedConfig]]] = {
-    "video": (VJEPA2Model, VJEPA2Config),
-    "images": (Dinov2Model, Dinov2Config),
-    "audio": (ASTModel, ASTConfig),
-}
+Backbone = tuple[type[PreTrainedModel], type[PretrainedConfig]]  # a transformers model class and its config class
 
 
 @functools.cache
@@ -59,13 +55,13 @@ def source_kwargs(pretrained: str) -> dict:
     return {} if Path(pretrained).is_dir() else {"local_files_only": not hub_reachable()}
 
 
-def backbone_config(modality: str, spec: EncoderConfig, offline_ok: bool = False) -> PretrainedConfig:
+def backbone_config(backbone: Backbone, spec: EncoderConfig, offline_ok: bool = False) -> PretrainedConfig:
     """The backbone's architecture: the checkpoint's config.json, or the config class with `arch`.
 
     With `offline_ok`, a hub id that cannot be reached falls back to the config class defaults,
     which describe the checkpoints of SPEC §3 (used by `weldfusion info`, which needs no weights).
     """
-    _, config_class = BACKBONES[modality]
+    model_class, config_class = backbone
     if spec.pretrained is None:
         return config_class(**spec.arch)
     try:
@@ -73,35 +69,33 @@ def backbone_config(modality: str, spec: EncoderConfig, offline_ok: bool = False
     except OSError as exc:
         if offline_ok and not Path(spec.pretrained).exists():
             return config_class(**spec.arch)
-        raise InputError(f"{modality} encoder {spec.pretrained!r}: cannot read its config ({_short(exc)})") from None
+        raise InputError(f"{model_class.__name__} {spec.pretrained!r}: cannot read its config ({_short(exc)})") from None
 
 
-def load_backbone(modality: str, spec: EncoderConfig, weights: bool = True) -> PreTrainedModel:
-    """Load (or randomly initialise) a backbone; V-JEPA 2 keeps its encoder only (predictor dropped).
+def load_backbone(backbone: Backbone, spec: EncoderConfig, weights: bool = True) -> PreTrainedModel:
+    """Load (or randomly initialise) a backbone.
 
     `weights=False` builds the architecture only (e.g. on the meta device, for parameter counts).
     """
-    model_class, _ = BACKBONES[modality]
+    model_class, _ = backbone
     if not weights:
-        model = model_class(backbone_config(modality, spec, offline_ok=True))
+        model = model_class(backbone_config(backbone, spec, offline_ok=True))
     elif spec.pretrained is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.init_seed)
-            model = model_class(backbone_config(modality, spec))
+            model = model_class(backbone_config(backbone, spec))
     else:
         try:
             model = model_class.from_pretrained(spec.pretrained, **source_kwargs(spec.pretrained), **spec.arch)
         except (OSError, ValueError) as exc:
-            raise InputError(f"{modality} encoder {spec.pretrained!r}: cannot load ({_short(exc)}); give a local "
+            raise InputError(f"{model_class.__name__} {spec.pretrained!r}: cannot load ({_short(exc)}); give a local "
                              "folder saved with save_pretrained or a reachable hub id") from None  # fmt: skip
-    if modality == "video":
-        model.predictor = None  # only the encoder is used (get_vision_features skips the predictor)
     return model.eval()
 
 
-def identity(modality: str, spec: EncoderConfig) -> dict:
+def identity(backbone: Backbone, spec: EncoderConfig) -> dict:
     """What determines the backbone's weights: source, architecture, and (local) file fingerprints."""
-    out: dict = {"modality": modality, "class": BACKBONES[modality][0].__name__, "arch": spec.arch}
+    out: dict = {"class": backbone[0].__name__, "arch": spec.arch}
     if spec.pretrained is None:
         out.update(init_seed=spec.init_seed, torch=torch.__version__)
     else:

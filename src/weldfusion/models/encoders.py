@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from weldfusion.config import EncoderConfig, SensorEncoderConfig
-from weldfusion.models.backbones import load_backbone
+from transformers import ASTConfig, ASTModel, Dinov2Config, Dinov2Model, VJEPA2Config, VJEPA2Model
+
+from weldfusion.models.backbones import Backbone, load_backbone
 
 
 def pool_tokens(tokens: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -63,13 +65,15 @@ class ModalityEncoder(nn.Module):
 
 
 class BackboneEncoder(ModalityEncoder):
-    """A transformers backbone; frozen by default (then kept in eval mode, no dropout)."""
+    """A transformers backbone (`backbone`: its model and config classes); frozen by default (then kept
+    in eval mode, no dropout). Swapping the class of an encoder means a subclass with another `backbone`."""
 
-    def __init__(self, modality: str, spec: EncoderConfig, weights: bool = True):
+    backbone_classes: Backbone
+
+    def __init__(self, spec: EncoderConfig, weights: bool = True):
         super().__init__()
-        self.modality = modality
         self.spec = spec
-        self.backbone = load_backbone(modality, spec, weights)
+        self.backbone = load_backbone(self.backbone_classes, spec, weights)
         self.output_dim = int(self.backbone.config.hidden_size)
         if spec.freeze:
             self.freeze()
@@ -102,8 +106,11 @@ class BackboneEncoder(ModalityEncoder):
 class VideoEncoder(BackboneEncoder):
     """V-JEPA 2 encoder on (B, 1) clips of (T, 3, H, W) frames -> (B, T/2 * H/p * W/p, 1024)."""
 
+    backbone_classes = (VJEPA2Model, VJEPA2Config)
+
     def __init__(self, spec: EncoderConfig, weights: bool = True):
-        super().__init__("video", spec, weights)
+        super().__init__(spec, weights)
+        self.backbone.predictor = None  # only the encoder is used (get_vision_features skips the predictor)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return super().forward(x.unsqueeze(1), valid)
@@ -115,8 +122,7 @@ class VideoEncoder(BackboneEncoder):
 class ImageEncoder(BackboneEncoder):
     """DINOv2 on each valid view of (B, V, 3, S, S); views aggregated by mean, max or concat."""
 
-    def __init__(self, spec: EncoderConfig, weights: bool = True):
-        super().__init__("images", spec, weights)
+    backbone_classes = (Dinov2Model, Dinov2Config)
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
         return pool_tokens(self.backbone(pixel_values=items).last_hidden_state, self.spec.pool_tokens)
@@ -136,8 +142,7 @@ class ImageEncoder(BackboneEncoder):
 class AudioEncoder(BackboneEncoder):
     """AST on each valid clip of (B, C, frames, mel) fbank; the clips' tokens concatenated in time order."""
 
-    def __init__(self, spec: EncoderConfig, weights: bool = True):
-        super().__init__("audio", spec, weights)
+    backbone_classes = (ASTModel, ASTConfig)
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
         return pool_tokens(self.backbone(input_values=items).last_hidden_state, self.spec.pool_tokens)

@@ -17,6 +17,7 @@ from transformers.utils import cached_file
 from weldfusion.config import Config, EncoderConfig
 from weldfusion.data.transforms import AST_MEAN, AST_STD, IMAGENET_MEAN, IMAGENET_STD, AudioTransform, ImageTransform, ResizeCrop
 from weldfusion.models.backbones import backbone_config, source_kwargs
+from weldfusion.models.encoders import AudioEncoder, VideoEncoder
 
 
 def processor_settings(spec: EncoderConfig, names: tuple[str, ...]) -> dict:
@@ -52,7 +53,7 @@ PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 
 def video_transform(config: Config) -> ResizeCrop:
     spec = config.model.video
-    arch = backbone_config("video", spec, offline_ok=True)
+    arch = backbone_config(VideoEncoder.backbone_classes, spec, offline_ok=True)
     return resize_crop(processor_settings(spec, PROCESSOR_FILES), config.data.video.size, arch.crop_size)
 
 
@@ -64,7 +65,7 @@ def image_transform(config: Config) -> ImageTransform:
 
 def audio_transform(config: Config) -> AudioTransform:
     spec = config.model.audio
-    arch = backbone_config("audio", spec, offline_ok=True)
+    arch = backbone_config(AudioEncoder.backbone_classes, spec, offline_ok=True)
     settings = processor_settings(spec, ("preprocessor_config.json",))
     extractor = ASTFeatureExtractor(
         num_mel_bins=arch.num_mel_bins, max_length=arch.max_length, sampling_rate=config.data.audio.sample_rate,
