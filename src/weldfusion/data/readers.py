@@ -52,13 +52,12 @@ def evenly_spaced(count: int, wanted: int) -> np.ndarray:
 
 
 def decode_threads() -> int:
-    """Threads one reader call may use: every usable core in the main process (`predict`, `data check`);
-    1 inside a DataLoader worker, where the workers already share the cores. In a worker OpenCV's own
-    pool (resize) is capped at 1 as well, as torch caps its pool there."""
-    if get_worker_info() is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    cv2.setNumThreads(1)
-    return 1
+    """Decoder threads one reader call may use: every usable core in the main process (`predict`); 1 in
+    a DataLoader worker, where the workers already share the cores. (OpenCV's own pool, used by resizing,
+    is left alone: `cv2.setNumThreads` in a forked worker can hang on the parent's idle pool.)"""
+    if get_worker_info() is not None:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], np.ndarray],
