@@ -1,5 +1,5 @@
 """The torch fbank of `AudioTransform` equals AST's own feature extractor and the numpy implementation
-it replaced (transformers' `spectrogram_batch`, the extractor's filters), within 1e-4."""
+it replaced (`benchmarks/baselines.py`: transformers' `spectrogram_batch`), within 1e-4."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 from transformers import ASTFeatureExtractor
-from transformers.audio_utils import spectrogram_batch
 
-from weldfusion.data.transforms import FBANK_HOP, FBANK_WINDOW, AudioTransform
+from benchmarks.baselines import numpy_fbank
+from weldfusion.data.transforms import AudioTransform
 
 RATE = 16000
 RNG = np.random.default_rng(0)
@@ -30,21 +30,6 @@ SIGNALS = {
     "digital silence": lambda: np.zeros(len(SECONDS), np.float32),
     "3 s (padded)": lambda: RNG.normal(0, 0.1, 3 * RATE).astype(np.float32),
 }  # fmt: skip
-
-
-def numpy_fbank(transform: AudioTransform, wave: np.ndarray) -> np.ndarray:
-    """The implementation before torch: transformers' batched numpy spectrogram, frame by frame."""
-    ex = transform.extractor
-    starts = np.linspace(0, max(len(wave) - transform.window, 0), transform.clips).round().astype(int)
-    fbanks = spectrogram_batch(
-        [wave[s : s + transform.window] for s in starts], ex.window, frame_length=FBANK_WINDOW, hop_length=FBANK_HOP,
-        fft_length=512, power=2.0, center=False, preemphasis=0.97, mel_filters=ex.mel_filters, log_mel="log",
-        mel_floor=1.192092955078125e-07, remove_dc_offset=True,
-    )  # fmt: skip
-    out = np.zeros((transform.clips, ex.max_length, ex.num_mel_bins), np.float32)
-    for i, fbank in enumerate(fbanks):
-        out[i, : fbank.shape[1]] = fbank.T[: ex.max_length]
-    return ex.normalize(out) if ex.do_normalize else out
 
 
 @pytest.mark.parametrize("bins,length,clips", [(128, 1024, 3), (64, 256, 2)])  # the full and cpu presets
