@@ -184,14 +184,13 @@ def _decode_gops(path: Path, indices: np.ndarray, transform: Callable[[np.ndarra
     """Transformed frames at `indices`, decoding for each only its GOP from the keyframe through it.
 
     The packets are read once in order (cheap next to decoding; no index or seek is trusted), and the
-    keyframes are the ones the MPEG-4 parser finds in the bitstream. None when that cannot give the
-    frames of a sequential pass exactly (`_gop_runs`, `_decode_runs`), or where the GOPs would cover more
-    than half of the frames (long GOPs: the sequential pass, with the decoder's frame threads, is as fast).
+    keyframes are the ones the demuxer's parser finds in the bitstream. None where that cannot give the
+    frames of a sequential pass exactly, or would save little (`_gop_runs`, `_decode_runs`).
     """
     try:
         with av.open(str(path)) as container:
             runs = _gop_runs(container.demux(container.streams.video[0]), indices)
-            if runs is None or 2 * sum(map(len, runs)) > indices.max() + 1:
+            if runs is None:
                 return None
             parts = [runs[i::threads] for i in range(min(threads, len(runs)))]
             decoded: dict[int, np.ndarray] = {}
@@ -207,23 +206,28 @@ def _gop_runs(packets: Iterator[av.Packet], indices: np.ndarray) -> list[list[av
     """Per GOP holding a selected frame, its packets from the keyframe through its last selected frame.
 
     Frame k must be packet k (an AVI's packets carry their frame number): None at an empty packet (a
-    dropped frame, or the end of a file shorter than its header) or a packet out of order.
+    dropped frame, or the end of a file shorter than its header) or a packet out of order. None as well
+    once the packets held would be more than half of the frames (long GOPs: the sequential pass, with the
+    decoder's frame threads, is as fast), which also bounds the memory they take.
     """
     wanted, last = set(indices.tolist()), int(indices.max())
     runs: list[list[av.Packet]] = []
     gop: list[av.Packet] = []
-    run: list[av.Packet] | None = None
+    run: list[av.Packet] = []
+    in_runs = 0  # packets of `runs`; `gop` holds the current GOP's, `run` its run (a prefix of `gop`)
     for k, packet in enumerate(packets):
         if packet.size == 0 or packet.pts != k:
             return None
         if packet.is_keyframe:
-            gop, run = [], None
+            gop, run = [], []
         gop.append(packet)
         if k in wanted:
-            if run is None:
-                run = []
+            if not run:
                 runs.append(run)
+            in_runs += len(gop) - len(run)
             run.extend(gop[len(run) :])
+        if 2 * (in_runs + len(gop) - len(run)) > last + 1:
+            return None
         if k == last:
             return runs
     return None
