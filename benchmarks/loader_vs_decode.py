@@ -2,7 +2,8 @@
 shapes), and whole welds/s on one core and on all cores; every figure is measured in this one run.
 
 - ours: `decode_modality` (GOP-selective video decoding, the torch fbank).
-- today's: the readers before issue 13 (`baselines.todays_readers`: sequential video, numpy fbank).
+- today's: the readers before issue 13 (`baselines.todays_readers`: sequential video, numpy fbank);
+  the fbank row compares the audio transforms alone.
 - decoder: the decoders alone (`baselines.decoder_only`): every video frame decoded by PyAV without
   colour conversion (and `ffmpeg -i X -f null -` where ffmpeg is installed), the photos at the JPEG
   draft scale the reader uses, the FLAC, the CSV parse.
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -31,26 +33,27 @@ from torch.utils.data import DataLoader
 from weldfusion.config import Config, load_config
 from weldfusion.data.dataset import WeldDataset, decode_modality
 from weldfusion.data.manifest import read_manifest
+from weldfusion.data.readers import read_audio
 from weldfusion.data.samples import Sample, build_samples
 from weldfusion.data.transforms import Transforms
 from weldfusion.models.preprocessing import build_transforms
 from weldfusion.synth.generate import synthesize
 
-from baselines import decode_video, decoder_only, ffmpeg_null, has_ffmpeg, todays_readers  # benchmarks/, this script's folder
+from baselines import decode_video, decoder_only, ffmpeg_null, has_ffmpeg, numpy_fbank, todays_readers  # benchmarks/, this script's folder
 
 MODALITIES = ("video", "images", "audio", "sensor")
 
 
-def rate(samples: list[Sample], work: Callable[[Sample], object], repeats: int) -> float:
-    """Samples/s of the fastest of `repeats` passes (after a warm-up: codecs, page cache)."""
-    work(samples[0])
+def rate(items: list, work: Callable[[object], object], repeats: int) -> float:
+    """Items/s of the fastest of `repeats` passes (after a warm-up: codecs, page cache)."""
+    work(items[0])
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        for sample in samples:
-            work(sample)
+        for item in items:
+            work(item)
         best = min(best, time.perf_counter() - start)
-    return len(samples) / best
+    return len(items) / best
 
 
 @contextmanager
@@ -90,6 +93,8 @@ def per_modality(samples: list[Sample], config: Config, transforms: Transforms, 
         out[modality] = figures(ours, todays, decoder, **extra)
     per_weld = {k: 1 / sum(1 / out[m][k] for m in MODALITIES) for k in ("ours_per_s", "todays_per_s", "decoder_per_s")}
     out["weld"] = figures(per_weld["ours_per_s"], per_weld["todays_per_s"], per_weld["decoder_per_s"])
+    waves = [read_audio(s.files["audio"][0], config.data.audio.sample_rate).value for s in samples]
+    out["fbank"] = figures(rate(waves, transforms.audio, repeats), rate(waves, partial(numpy_fbank, transforms.audio), repeats))
     return out
 
 
@@ -125,7 +130,10 @@ def report(one: dict, every: dict) -> None:
     print("one core (samples/s, higher is better; ratio = ours / today's):")
     print(f"{'modality':<8} {'ours':>8} {'today':>8} {'decoder':>8} {'ratio':>7} {'vs dec':>7}")
     for name, f in one.items():
-        print(f"{name:<8} {f['ours_per_s']:8.2f} {f['todays_per_s']:8.2f} {f['decoder_per_s']:8.2f} {f['ratio']:6.2f}x {f['vs_decoder']:6.2f}x")
+        decoder = f"{f['decoder_per_s']:8.2f}" if "decoder_per_s" in f else f"{'':8}"
+        vs_decoder = f"{f['vs_decoder']:6.2f}x" if "vs_decoder" in f else ""
+        print(f"{name:<8} {f['ours_per_s']:8.2f} {f['todays_per_s']:8.2f} {decoder} {f['ratio']:6.2f}x {vs_decoder}")
+    print("  (weld: all four modalities one after the other; fbank: the audio transform alone, on decoded waves)")
     if "ffmpeg_null_per_s" in one["video"]:
         print(f"  video decoder alone via `ffmpeg -f null`: {one['video']['ffmpeg_null_per_s']:.2f}/s")
     video, weld = every["video_all_cores"], every["weld_all_cores"]

@@ -101,8 +101,7 @@ class AudioTransform:
         self.extractor = extractor
         self.clips = clips
         self.hann = torch.from_numpy(window_function(FBANK_WINDOW, "hann", periodic=False))  # float64, hann[0] == 0
-        # each filter row twice: the product with interleaved (re^2, im^2) also sums them into |X|^2
-        self.filters = torch.from_numpy(kaldi_mel_filters(extractor)).float().repeat_interleave(2, dim=0)
+        self.bands = mel_bands(kaldi_mel_filters(extractor))
 
     @property
     def window(self) -> int:
@@ -130,8 +129,22 @@ class AudioTransform:
         padded = torch.zeros(*frames.shape[:-1], FBANK_FFT, dtype=torch.float64)
         torch.sub(emphasised, (1 - PREEMPHASIS) * frames.mean(dim=-1, keepdim=True), out=padded[..., 1:FBANK_WINDOW])
         padded[..., 1:FBANK_WINDOW] *= self.hann[1:]
-        power = torch.view_as_real(torch.fft.rfft(padded)).square_().flatten(-2).float()
-        return (power @ self.filters).clamp_min_(MEL_FLOOR).log_()
+        power = torch.view_as_real(torch.fft.rfft(padded)).square_().flatten(-2).float()  # (re^2, im^2) pairs
+        mel = torch.cat([power[..., 2 * low : 2 * high] @ weights for low, high, weights in self.bands], dim=-1)
+        return mel.clamp_min_(MEL_FLOOR).log_()
+
+
+def mel_bands(filters: np.ndarray, size: int = 16) -> list[tuple[int, int, torch.Tensor]]:
+    """The (fft bins, mel bins) filter matrix as blocks of `size` filters with the bins they cover:
+    (first bin, end bin, weights), each bin's row twice so that the product with interleaved (re^2, im^2)
+    also sums them into |X|^2. Triangular filters are sparse: a third of the dense product's work."""
+    bands = []
+    for first in range(0, filters.shape[1], size):
+        block = filters[:, first : first + size]
+        covered = np.flatnonzero(block.any(axis=1))
+        low, high = (int(covered[0]), int(covered[-1]) + 1) if len(covered) else (0, 1)
+        bands.append((low, high, torch.from_numpy(block[low:high]).float().repeat_interleave(2, dim=0)))
+    return bands
 
 
 def kaldi_mel_filters(extractor: ASTFeatureExtractor) -> np.ndarray:
