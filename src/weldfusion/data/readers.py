@@ -183,9 +183,10 @@ def _decode_gops(path: Path, indices: np.ndarray, transform: Callable[[np.ndarra
                  threads: int) -> list[np.ndarray] | None:  # fmt: skip
     """Transformed frames at `indices`, decoding for each only its GOP from the keyframe through it.
 
-    The packets are read once in order (cheap next to decoding; no index or seek is trusted), and the
-    keyframes are the ones the demuxer's parser finds in the bitstream. None where that cannot give the
-    frames of a sequential pass exactly, or would save little (`_gop_runs`, `_decode_runs`).
+    The packets are read once in order (cheap next to decoding), so no index or seek is trusted; their
+    keyframe flags (for MPEG-4, the parser's reading of the bitstream) are checked by the decoder. None
+    where this cannot give the frames of a sequential pass exactly, or would save little (`_gop_runs`,
+    `_decode_runs`).
     """
     try:
         with av.open(str(path)) as container:
