@@ -25,6 +25,7 @@ from weldfusion.data.samples import Sample, locate_files
 from weldfusion.features import build_transforms
 from weldfusion.synth.generate import SENSOR_HEADER
 from tests.conftest import copy_dataset, weld_folder
+from tests.videos import claim_every_frame_a_keyframe, claim_frames, drop_indexes, write_mpeg4
 
 # ---------------------------------------------------------------- one weld, one damaged file
 
@@ -40,6 +41,11 @@ def _video(folder: Path, frames: list[np.ndarray], fps: float = 30, fourcc: str 
     for frame in frames:
         writer.write(frame)
     writer.release()
+
+
+def _mpeg4(folder: Path, edit=lambda path: path, **options) -> None:
+    """A 10 s FMP4 video with 12-frame GOPs (the GOP-selective reader's case), then `edit` applied to it."""
+    edit(write_mpeg4(next(folder.glob("*.avi")), frames=300, size=(160, 100), **options))
 
 
 def _audio(folder: Path, data: np.ndarray, rate: int) -> None:
@@ -81,6 +87,12 @@ CASES = {
     "video other resolution, colour": (lambda f: _video(f, [RNG.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(20)]), "video", "ok"),
     "video 5 fps, 3 frames": (lambda f: _video(f, [np.full((60, 80), 99, np.uint8)] * 3, fps=5), "video", "ok"),
     "video one frame": (lambda f: _video(f, [np.full((60, 80), 99, np.uint8)]), "video", "ok"),
+    "video FMP4, index lies": (lambda f: _mpeg4(f, claim_every_frame_a_keyframe), "video", "ok"),
+    "video FMP4, no index": (lambda f: _mpeg4(f, drop_indexes), "video", "ok"),
+    "video FMP4, truncated": (lambda f: _mpeg4(f, _truncate), "video", "note:truncated"),
+    "video FMP4, header claims more frames": (lambda f: _mpeg4(f, lambda p: claim_frames(p, 900)), "video", "note:truncated"),
+    "video FMP4, no keyframe after the first": (lambda f: _mpeg4(f, gop=100_000), "video", "ok"),
+    "video FMP4, B-frames": (lambda f: _mpeg4(f, b_frames=2), "video", "ok"),
     "audio zero bytes": (lambda f: next(f.glob("*.flac")).write_bytes(b""), "audio", "masked:empty"),
     "audio truncated": (lambda f: _truncate(next(f.glob("*.flac")), 0.3), "audio", "ok|masked:audio"),
     "audio is text": (lambda f: next(f.glob("*.flac")).write_text("noise " * 200), "audio", "masked:not a readable audio"),

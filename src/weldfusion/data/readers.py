@@ -8,18 +8,23 @@ before decoding and video decoding keeps only the frames it needs.
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from math import gcd
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pandas as pd
 import soundfile as sf
 from PIL import Image, UnidentifiedImageError
 from scipy.signal import resample_poly
+from torch.utils.data import get_worker_info
 
 from weldfusion.config import SensorData
 from weldfusion.errors import ModalityError
@@ -53,26 +58,45 @@ def evenly_spaced(count: int, wanted: int) -> np.ndarray:
     return np.linspace(0, count - 1, wanted).round().astype(int)
 
 
+def decode_threads() -> int:
+    """Decoder threads one reader call may use: every usable core in the main process (`predict`); 1 in
+    a DataLoader worker, where the workers already share the cores. (OpenCV's own pool, used by resizing,
+    is left alone: `cv2.setNumThreads` in a forked worker can hang on the parent's idle pool.)"""
+    if get_worker_info() is not None:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], np.ndarray],
-               max_frames: int = 20000, max_mb: int = 2048) -> Decoded:  # fmt: skip
+               max_frames: int = 20000, max_mb: int = 2048, *, seek: bool = True,
+               threads: int | None = None) -> Decoded:  # fmt: skip
     """`frames` RGB frames sampled evenly over the clip, each passed through `frame_transform` at once.
 
-    Frames are decoded sequentially (one pass, `grab` for skipped frames) so memory holds only the
-    selected, already transformed frames. A file shorter than its header claims is sampled again over
-    the frames that really decode, and reported.
+    With `seek`, only the GOPs that hold the selected frames are decoded (`_decode_gops`, on `threads`
+    threads, default `decode_threads()`). Where that cannot be exact or saves little (a truncated file,
+    irregular packets, long GOPs) one sequential pass decodes them instead (`_decode_selected`: the reader
+    as it was before seeking, also used with `seek=False`); both give identical frames (tested). Memory
+    holds the selected frames, already transformed, and the compressed packets of their GOPs. A file
+    shorter than its header claims is sampled again over the frames that really decode, and reported.
     """
-    count = _header_frames(path, max_mb)
+    threads = threads or decode_threads()
+    truncated = _sniff_avi(path, max_mb)
+    count = _header_frames(path)
     if count > max_frames:
         raise ModalityError(path, f"header claims {count} frames, above the {max_frames} bound (data.max_video_frames)")
     if count <= 0:
-        count = _count_decodable(path, max_frames)
-    selected, decoded = _decode_selected(path, evenly_spaced(count, frames), frame_transform)
+        count = _count_decodable(path, max_frames, threads)
+    indices = evenly_spaced(count, frames)
+    selected = _decode_gops(path, indices, frame_transform, threads) if seek and not truncated else None
+    if selected is not None:
+        return Decoded(np.stack(selected))
+    selected, decoded = _decode_selected(path, indices, frame_transform, threads)
     notes = []
     if decoded < count:
         if decoded == 0:
             raise ModalityError(path, "no decodable frame (truncated or not a video)")
         notes.append(f"truncated: header says {count} frames, {decoded} decode; resampled over those")
-        selected, _ = _decode_selected(path, evenly_spaced(decoded, frames), frame_transform)
+        selected, _ = _decode_selected(path, evenly_spaced(decoded, frames), frame_transform, threads)
     return Decoded(np.stack(selected), notes)
 
 
@@ -87,9 +111,8 @@ def _sniff_avi(path: Path, max_mb: int) -> str | None:
     return f"truncated: {size} of the {declared} bytes its AVI header declares" if size < declared else None
 
 
-def _header_frames(path: Path, max_mb: int) -> int:
-    _sniff_avi(path, max_mb)
-    capture = _open(path)
+def _header_frames(path: Path) -> int:
+    capture = _open(path, threads=1)
     try:
         return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
@@ -100,7 +123,7 @@ def probe_video(path: Path, max_mb: int = 2048, max_frames: int = 20000) -> list
     """The cheap check of `data check`: size, container, frame bound, a first decodable frame; notes
     (truncation, 1 frame)."""
     note = _sniff_avi(path, max_mb)
-    capture = _open(path)
+    capture = _open(path, threads=1)
     try:
         if not capture.read()[0]:
             raise ModalityError(path, "no decodable frame (corrupt video)")
@@ -112,15 +135,15 @@ def probe_video(path: Path, max_mb: int = 2048, max_frames: int = 20000) -> list
     return [n for n in (note, "a single frame" if frames == 1 else None) if n]
 
 
-def _open(path: Path) -> cv2.VideoCapture:
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+def _open(path: Path, threads: int) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
     if not capture.isOpened():
         raise ModalityError(path, "cannot be opened as a video (corrupt or not an AVI)")
     return capture
 
 
-def _count_decodable(path: Path, max_frames: int) -> int:
-    capture = _open(path)
+def _count_decodable(path: Path, max_frames: int, threads: int) -> int:
+    capture = _open(path, threads)
     count = 0
     try:
         while count <= max_frames and capture.grab():
@@ -135,9 +158,10 @@ def _count_decodable(path: Path, max_frames: int) -> int:
 
 
 def _decode_selected(path: Path, indices: np.ndarray, transform: Callable[[np.ndarray], np.ndarray],
-                     ) -> tuple[list[np.ndarray], int]:  # fmt: skip
-    """Transformed frames at `indices` (in order, repeats allowed) and how many frames decoded."""
-    capture = _open(path)
+                     threads: int) -> tuple[list[np.ndarray], int]:  # fmt: skip
+    """Transformed frames at `indices` (in order, repeats allowed) and how many frames decoded, in one
+    sequential pass (`grab` for skipped frames): frame k is the k-th frame the decoder gives."""
+    capture = _open(path, threads)
     wanted: dict[int, np.ndarray] = {}
     targets = set(indices.tolist())
     last = int(indices.max())
@@ -159,6 +183,84 @@ def _decode_selected(path: Path, indices: np.ndarray, transform: Callable[[np.nd
     if len(wanted) < len(targets):
         return [], position
     return [wanted[i] for i in indices.tolist()], position
+
+
+class _NotExact(Exception):
+    """Packets do not map one to one onto the frames a sequential pass decodes: decode sequentially."""
+
+
+def _decode_gops(path: Path, indices: np.ndarray, transform: Callable[[np.ndarray], np.ndarray],
+                 threads: int) -> list[np.ndarray] | None:  # fmt: skip
+    """Transformed frames at `indices`, decoding for each only its GOP from the keyframe through it.
+
+    The packets are read once in order (cheap next to decoding), so no index or seek is trusted; their
+    keyframe flags (for MPEG-4, the parser's reading of the bitstream) are checked by the decoder. None
+    where this cannot give the frames of a sequential pass exactly, or would save little (`_gop_runs`,
+    `_decode_runs`).
+    """
+    try:
+        with av.open(str(path)) as container:
+            runs = _gop_runs(container.demux(container.streams.video[0]), indices)
+            if runs is None:
+                return None
+            parts = [runs[i::threads] for i in range(min(threads, len(runs)))]
+            decoded: dict[int, np.ndarray] = {}
+            with ThreadPoolExecutor(len(parts)) as pool:
+                for part in pool.map(partial(_decode_runs, path, set(indices.tolist()), transform), parts):
+                    decoded.update(part)
+    except (_NotExact, av.FFmpegError, IndexError):  # IndexError: no video stream
+        return None
+    return [decoded[i] for i in indices.tolist()]
+
+
+def _gop_runs(packets: Iterator[av.Packet], indices: np.ndarray) -> list[list[av.Packet]] | None:
+    """Per GOP holding a selected frame, its packets from the keyframe through its last selected frame.
+
+    Frame k must be packet k (an AVI's packets carry their frame number): None at an empty packet (a
+    dropped frame, or the end of a file shorter than its header) or a packet out of order. None as well
+    once the packets held would be more than half of the frames (long GOPs: the sequential pass, with the
+    decoder's frame threads, is as fast), which also bounds the memory they take.
+    """
+    wanted, last = set(indices.tolist()), int(indices.max())
+    runs: list[list[av.Packet]] = []
+    gop: list[av.Packet] = []
+    run: list[av.Packet] = []
+    in_runs = 0  # packets of `runs`; `gop` holds the current GOP's, `run` its run (a prefix of `gop`)
+    for k, packet in enumerate(packets):
+        if packet.size == 0 or packet.pts != k:
+            return None
+        if packet.is_keyframe:
+            gop, run = [], []
+        gop.append(packet)
+        if k in wanted:
+            if not run:
+                runs.append(run)
+            in_runs += len(gop) - len(run)
+            run.extend(gop[len(run) :])
+        if 2 * (in_runs + len(gop) - len(run)) > last + 1:
+            return None
+        if k == last:
+            return runs
+    return None
+
+
+def _decode_runs(path: Path, wanted: set[int], transform: Callable[[np.ndarray], np.ndarray],
+                 runs: list[list[av.Packet]]) -> dict[int, np.ndarray]:  # fmt: skip
+    """Decode each run from its keyframe with a decoder of its own file (single-threaded: the runs are
+    the parallelism); every packet must give exactly its own frame, and a run must start on a keyframe."""
+    out: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        codec = container.streams.video[0].codec_context
+        codec.thread_count = 1
+        for run in runs:
+            codec.flush_buffers()
+            for packet in run:
+                frames = codec.decode(packet)
+                if len(frames) != 1 or frames[0].pts != packet.pts or (packet is run[0] and not frames[0].key_frame):
+                    raise _NotExact(f"packet {packet.pts}")
+                if packet.pts in wanted:
+                    out[packet.pts] = transform(frames[0].to_ndarray(format="rgb24"))  # same swscale conversion as OpenCV's
+    return out
 
 
 def read_images(paths: tuple[Path, ...], views: int, image_transform: Callable[[Image.Image], np.ndarray],
