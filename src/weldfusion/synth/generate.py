@@ -28,7 +28,7 @@ from PIL import Image
 
 from weldfusion.data.categories import CATEGORIES, GOOD
 from weldfusion.data.manifest import COLUMNS
-from weldfusion.data.split import make_split
+from weldfusion.data.split import make_split, session_groups
 from weldfusion.io import write_atomic
 from weldfusion.synth import photos, recordings, render
 from weldfusion.synth.events import draw_layout
@@ -48,6 +48,7 @@ SLUGS = {
 AUDIO_RATE = 16000
 VIEWS = 5
 DIFFICULTIES = ("easy", "realistic")
+SPLIT_KINDS = ("supervised", "official", "anomaly")
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,9 @@ def manifest_rows(welds: list[Weld], split: str, seed: int) -> pd.DataFrame:
 
 
 def assign_splits(welds: list[Weld], split: str, seed: int) -> list[str]:
-    """`official`: TRAIN is Good only and sessions cross VAL/TEST (like the real split);
+    """`official`: TRAIN is Good only and sessions cross TRAIN/VAL/TEST (like the real split: a Good
+    VAL/TEST weld has session mates in TRAIN, a defect never does, so session nuisance alone flags
+    defects); `anomaly`: the same shape without that leak (no session crosses splits);
     `supervised`: weldfusion's own session-disjoint split with every class in every split."""
     if split == "official":
         rng = np.random.default_rng([seed, 1])
@@ -132,12 +135,17 @@ def assign_splits(welds: list[Weld], split: str, seed: int) -> list[str]:
             else:
                 out.append(str(rng.choice(["VAL", "TEST"])))
         return out
-    if split != "supervised":
-        raise ValueError(f"unknown split kind {split!r}: use supervised or official")
+    if split not in SPLIT_KINDS:
+        raise ValueError(f"unknown split kind {split!r}: use {', '.join(SPLIT_KINDS)}")
     table = pd.DataFrame({"key": [w.key for w in welds], "session": [w.session for w in welds],
                           "label": [w.label for w in welds]})  # fmt: skip
-    result = make_split(table, val=0.2, test=0.2, seed=seed)
-    return [result.splits[w.key].upper() for w in welds]
+    splits = make_split(table, val=0.2, test=0.2, seed=seed).splits.to_numpy()
+    if split == "anomaly":  # defect sessions drawn for TRAIN go to VAL or TEST, whole
+        groups = session_groups(table).to_numpy()
+        rng = np.random.default_rng([seed, 3])
+        moved = {g: str(rng.choice(["val", "test"])) for g in sorted(set(groups[(table["label"] != GOOD) & (splits == "train")]))}
+        splits = np.array([moved.get(g, s) for g, s in zip(groups, splits)])
+    return [s.upper() for s in splits]
 
 
 @dataclass

@@ -12,13 +12,10 @@ from pathlib import Path
 
 from weldfusion import MODALITIES
 from weldfusion.data.categories import CATEGORIES
+from weldfusion.evaluation.localisation import FILENAME, FORMAT, VERSION  # the reader owns the format
 from weldfusion.io import write_json_atomic
 from weldfusion.synth.events import KINDS, RECORDINGS, Clock, Event, Layout
 from weldfusion.synth.photos import footprint, visible
-
-FORMAT = "weldfusion-ground-truth"
-VERSION = 1
-FILENAME = "ground_truth.json"
 
 
 def seconds(value: float) -> float:
