@@ -23,6 +23,11 @@ def spread(rng: np.random.Generator, centre: float, half: float) -> float:
     return float(centre + NUISANCE * rng.uniform(-half, half))
 
 
+def level(rng: np.random.Generator, centre: float, half: float) -> float:
+    """A `spread` that cannot go below zero (rates, noise levels)."""
+    return max(spread(rng, centre, half), 0.0)
+
+
 @dataclass(frozen=True)
 class View:
     """How one photo sees the finished plate; positions are fractions of the photo."""
@@ -101,10 +106,10 @@ def tag_place(rng: np.random.Generator, y: float, half: float, tilt: float) -> t
 
 def draw_session(rng: np.random.Generator) -> Session:
     return Session(
-        recipe=draw_recipe(rng), noise=spread(rng, 4.0, 2.5), background=spread(rng, 25.0, 12.0), arc_x=spread(rng, 0.55, 0.08),
-        pool=spread(rng, 1.0, 0.2), flicker=spread(rng, 0.1, 0.07), sparks=spread(rng, 20.0, 18.0), pops=spread(rng, 2.0, 1.8),
-        room=spread(rng, 0.012, 0.01), mains=spread(rng, 0.01, 0.01), bead=(spread(rng, 1.0, 0.1), 1.0, spread(rng, 1.0, 0.12)),
-        oxide=spread(rng, 0.25, 0.2), balls=spread(rng, 3.0, 3.0), jitter=spread(rng, 1.0, 0.5), spikes=spread(rng, 0.4, 0.35),
+        recipe=draw_recipe(rng), noise=level(rng, 4.0, 2.5), background=level(rng, 25.0, 12.0), arc_x=spread(rng, 0.55, 0.08),
+        pool=level(rng, 1.0, 0.2), flicker=level(rng, 0.1, 0.07), sparks=level(rng, 20.0, 18.0), pops=level(rng, 2.0, 1.8),
+        room=level(rng, 0.012, 0.01), mains=level(rng, 0.01, 0.01), bead=(spread(rng, 1.0, 0.1), 1.0, spread(rng, 1.0, 0.12)),
+        oxide=level(rng, 0.25, 0.2), balls=level(rng, 3.0, 3.0), jitter=level(rng, 1.0, 0.5), spikes=level(rng, 0.4, 0.35),
         views=tuple(draw_view(rng, v) for v in range(VIEWS)),
     )  # fmt: skip
 

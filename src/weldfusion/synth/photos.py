@@ -26,6 +26,7 @@ REACH = {  # how far from the bead centre each event shows, in bead half-widths
     "pores": 1.1, "spatter": 4.4, "burnthrough": 1.3, "heat": 1.8, "undercut": 1.5, "overlap": 1.4, "cold": 1.2,
     "convexity": 2.1, "warping": 1.6, "crater": 2.2,
 }  # fmt: skip
+WIDENING = {"heat": 0.6, "convexity": -0.35, "cold": -0.3}  # relative change of the bead width at full severity
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def outline(view: View, events: list[Event], x: np.ndarray) -> Outline:
         w, s = weight(e, progress), e.severity
         if e.kind == "warping":  # the plate bows: the bead bends away from its straight line
             centre = centre + e.side * 0.12 * s * np.sin(np.pi * np.clip(progress, 0, 1))
-        scale *= {"heat": 1 + 0.6 * s * w, "convexity": 1 - 0.35 * s * w, "cold": 1 - 0.3 * s * w}.get(e.kind, 1.0)
+        scale *= 1 + WIDENING.get(e.kind, 0.0) * s * w
         if e.kind == "overlap":  # metal rolled over one edge without fusing
             (bottom if e.side > 0 else top)[:] *= 1 + 0.8 * s * w
     return Outline(x, progress, centre, view.half * scale * top, view.half * scale * bottom)
@@ -151,7 +152,7 @@ def marks(draw: ImageDraw.ImageDraw, rng: np.random.Generator, e: Event, view: V
     s, (a, b) = e.severity, e.span
 
     def place(spread_px: float, reach: float) -> tuple[float, float]:
-        x = view.bead_x(rng.uniform(a, b)) + rng.normal(0, spread_px / width)
+        x = view.bead_x(rng.uniform(a, b)) + rng.uniform(-spread_px, spread_px) / width
         i = line.at(x)
         side = line.bottom[i] if rng.random() < 0.5 else -line.top[i]
         return x * width, (line.centre[i] + side * rng.uniform(-reach, reach)) * height
