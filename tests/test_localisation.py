@@ -27,7 +27,8 @@ def planted(count: int, seed: int = 0) -> dict[str, WeldTruth]:
     truth = {}
     for i in range(count):
         start = rng.uniform(1, 8)
-        windows = {m: [(start + shift, start + shift + rng.uniform(0.2, 1.5))] for m, shift in zip(TIME_MODALITIES, rng.uniform(-0.5, 0.5, 3))}
+        shifts = rng.uniform(-0.5, 0.5, 3)  # the recordings start at different moments
+        windows = {m: [(start + shift, start + shift + rng.uniform(0.2, 1.5))] for m, shift in zip(TIME_MODALITIES, shifts)}
         x0, y0 = rng.uniform(0, 0.7, 2)
         boxes = {int(v): [(x0, y0, x0 + 0.2, y0 + 0.25)] for v in rng.choice(VIEWS, 2, replace=False)}
         truth[f"s/defect{i}"] = WeldTruth("Porosity", windows, boxes)

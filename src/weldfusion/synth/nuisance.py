@@ -97,11 +97,10 @@ def tag_place(rng: np.random.Generator, y: float, half: float, tilt: float) -> t
     x = rng.uniform(0.02, 0.98 - width)
     centre = y + tilt * (x + width / 2 - 0.5)
     clearance = abs(tilt) * width / 2 + 2.2 * half
-    room = {"above": centre - clearance - height - 0.03, "below": 0.97 - height - (centre + clearance)}
-    fits = [side for side, free in room.items() if free >= 0]
-    side = str(rng.choice(fits)) if fits else max(room, key=room.get)
-    top = rng.uniform(0.03, 0.03 + max(room["above"], 0)) if side == "above" else rng.uniform(0.97 - height - max(room["below"], 0), 0.97 - height)
-    return x, float(np.clip(top, 0.0, 1.0 - height))
+    bands = [(0.03, centre - clearance - height), (centre + clearance, 0.97 - height)]  # where the top edge may go
+    fits = [band for band in bands if band[1] >= band[0]]
+    low, high = fits[int(rng.integers(len(fits)))] if fits else max(bands, key=lambda band: band[1] - band[0])
+    return x, float(np.clip(rng.uniform(low, max(low, high)), 0.0, 1.0 - height))
 
 
 def draw_session(rng: np.random.Generator) -> Session:
