@@ -109,24 +109,30 @@ def draw_clock(rng: np.random.Generator, seconds: float) -> Clock:
     return Clock(float(arc), pre, post)
 
 
-def draw_event(rng: np.random.Generator, kind: str, clock: Clock) -> Event:
-    spec = KINDS[kind]
-    arc = clock.arc
+def draw_times(rng: np.random.Generator, spec: Kind, arc: float) -> tuple[float, float]:
+    """Start and end on the weld clock: local events in the middle part of the weld."""
     if spec.extent == "local":
         duration = min(rng.uniform(*spec.seconds), spec.cap * arc)
         start = rng.uniform(0.15 * arc, max(0.85 * arc - duration, 0.15 * arc))
-        end = start + duration
-    else:
-        start, end = 0.0, arc
-    windows = {r: (start, end + (FADE if spec.marks and r == "video" else 0.0)) for r in RECORDINGS if r in spec.modalities}
+        return float(start), float(start + duration)
+    return (arc, arc) if spec.extent == "end" else (0.0, arc)
+
+
+def draw_windows(rng: np.random.Generator, spec: Kind, start: float, end: float, clock: Clock) -> dict[str, tuple[float, float]]:
+    """Where each recording carrying the event sees or hears it, on the weld clock."""
     if spec.extent == "end":  # no crater fill: the current stops dead; the cooling crater cracks audibly
-        windows = {"sensor": (arc - 0.35, arc + 0.35), "audio": (arc, arc + min(rng.uniform(0.3, 0.8), clock.post["audio"] - 0.05))}
+        cooling = min(rng.uniform(0.3, 0.8), clock.post["audio"] - 0.05)
+        return {"sensor": (end - 0.35, end + 0.35), "audio": (end, float(end + cooling))}
+    return {r: (start, end + (FADE if spec.marks and r == "video" else 0.0)) for r in RECORDINGS if r in spec.modalities}
+
+
+def draw_event(rng: np.random.Generator, kind: str, clock: Clock) -> Event:
+    spec = KINDS[kind]
+    start, end = draw_times(rng, spec, clock.arc)
+    windows = draw_windows(rng, spec, start, end, clock)
     views = tuple(sorted(int(v) for v in rng.choice(VIEWS, int(rng.integers(spec.views[0], spec.views[1] + 1)), replace=False)))
-    severity = DEFECT * rng.uniform(0.3, 1.0)
-    side = int(rng.choice([-1, 1]))
-    span = (1.0, 1.0) if spec.extent == "end" else (start / arc, end / arc)
-    return Event(kind, float(start), float(end), float(severity), views, side,
-                 {r: (float(a), float(b)) for r, (a, b) in windows.items()}, (float(span[0]), float(span[1])))  # fmt: skip
+    severity, side = DEFECT * rng.uniform(0.3, 1.0), int(rng.choice([-1, 1]))
+    return Event(kind, start, end, float(severity), views, side, windows, (start / clock.arc, end / clock.arc))
 
 
 def draw_layout(session: Session, label: int, seconds: float, seed: tuple[int, ...]) -> Layout:
