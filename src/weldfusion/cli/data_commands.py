@@ -18,7 +18,7 @@ from weldfusion.data.split import make_split, sessions_crossing_splits, write_sp
 from weldfusion.errors import InputError
 from weldfusion.registry import MODALITIES
 from weldfusion.io import write_json_atomic
-from weldfusion.synth.generate import synthesize
+from weldfusion.synth.generate import DIFFICULTIES, SPLIT_KINDS, synthesize
 
 PROBLEMS_SHOWN = 15
 
@@ -29,8 +29,12 @@ def add_synth(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--per-class", type=int, default=8, help="welds per defect class (Good gets twice as many)")
     p.add_argument("--seconds", type=float, default=4.0, help="mean arc duration per weld")
     p.add_argument("--size", choices=("small", "real"), default="small", help="small files, or the real resolutions")
-    p.add_argument("--split", choices=("supervised", "official"), default="supervised",
-                   help="supervised: session-disjoint, every class in every split; official: TRAIN is Good only")  # fmt: skip
+    p.add_argument("--split", choices=SPLIT_KINDS, default="supervised",
+                   help="supervised: session-disjoint, every class in every split; official: TRAIN is Good only and "
+                        "sessions cross splits, like the real one; anomaly: TRAIN is Good only, session-disjoint")  # fmt: skip
+    p.add_argument("--difficulty", choices=DIFFICULTIES, default="easy",
+                   help="easy: class signatures all along every weld; realistic: local defect events with ground truth, "
+                        "session nuisance, the class code on a paper tag in every photo")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes writing welds")
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty (files of the same names are replaced)")
@@ -46,9 +50,11 @@ def run_synth(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with progress_bar("writing welds", 0) as advance:
         manifest = synthesize(args.out, args.per_class, args.seconds, args.size, args.split, args.seed,
-                              max(args.workers, 1), advance)  # fmt: skip
+                              max(args.workers, 1), advance, args.difficulty)  # fmt: skip
     rows = sum(1 for _ in manifest.open()) - 1
-    out.print(f"wrote {rows} synthetic welds ({args.size}, {args.split} split) and {manifest} in {time.perf_counter() - start:.1f} s")
+    truth = f", ground truth {args.out / 'ground_truth.json'}" if args.difficulty == "realistic" else ""
+    out.print(f"wrote {rows} {args.difficulty} synthetic welds ({args.size}, {args.split} split) and {manifest}{truth} "
+              f"in {time.perf_counter() - start:.1f} s")  # fmt: skip
     return 0
 
 

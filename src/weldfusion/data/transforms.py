@@ -5,7 +5,7 @@
   torchvision, which we do not use, so the steps are implemented here; DINOv2's processor settings
   are the same steps. Resizing uses OpenCV's area filter (antialiased; 5x faster than PIL bicubic,
   mean difference to transformers' DINOv2 processor ~0.01 in normalised units, see tests).
-- images: the paper-tag box is blanked to the mean colour first when configured.
+- images: the paper tag (found inside the configured search box) is blanked to the mean colour first.
 - audio: AST's own log-mel fbank (transformers' Kaldi-compatible spectrogram with the feature
   extractor's filters, window and normalisation) computed in torch, on clips spread evenly over the
   recording.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from transformers import ASTFeatureExtractor
 from transformers.audio_utils import mel_filter_bank, window_function
 
@@ -71,7 +71,28 @@ class ResizeCrop:
 
 
 class ImageTransform:
-    """One PIL photo -> (3, crop, crop) float32; the tag box is blanked to the mean colour first."""
+    """One PIL photo -> (3, crop, crop) float32; the paper tag is blanked to the mean colour first.
+
+    `tag_box` ([x0, y0, x1, y1] as fractions; the whole photo is [0, 0, 1, 1]) is where to look for the
+    tag: a patch of paper, i.e. low-saturation pixels clearly brighter than the median of their
+    neighbourhood (so lighting gradients and dark holes nearby do not count), evenly lit inside (matte
+    paper, unlike metal), forming a compact, roughly rectangular blob (so the long bright crown of a
+    bead does not count). Every such patch found there is blanked, with a margin for its blurred edges,
+    wherever the session's photographer put it; nothing else is touched.
+    """
+
+    DETECT_SIDE = 480  # the tag is searched on a copy whose long side is at most this
+    NEIGHBOURHOOD = 0.5  # side of the neighbourhood whose median grey is the local brightness (fraction of the short side)
+    BRIGHTER = 1.3  # a paper pixel is at least this much brighter than its neighbourhood ...
+    BRIGHTER_MEAN = 1.55  # ... and the whole tag this much on average (or it is white: over-exposed)
+    PAPER_SHARE = 0.85  # within a bright blob, paper is at least this share of its bright end (90th percentile)
+    MAX_SATURATION = 0.2  # (max - min) / max of the paper's RGB
+    MIN_AREA = 0.006  # smallest tag, as a fraction of the photo (e.g. 134 x 80 pixels of a 2000 x 900 one)
+    MIN_FILL = 0.3  # bright share of the tag's bounding box (the rest is print)
+    MAX_ASPECT = 3.0  # longest over shortest side of the tag
+    MAX_VARIATION = 0.05  # std / mean of the grey levels inside the paper (its blurred rim left out)
+    MARGIN = 0.12  # blanked beyond the found edges, as a fraction of the tag's size
+    WHITE = 245.0  # a grey level that counts as paper whatever its surroundings (over-exposed)
 
     def __init__(self, resize: ResizeCrop, tag_box: list[float] | None = None):
         self.resize = resize
@@ -79,12 +100,59 @@ class ImageTransform:
         self.fill = tuple(int(round(255 * m)) for m in resize.mean)  # becomes ~0 after normalising
 
     def __call__(self, image: Image.Image) -> np.ndarray:
+        rgb = np.asarray(image.convert("RGB"))
         if self.tag_box is not None:
-            image = image.copy()
-            width, height = image.size
-            x0, y0, x1, y1 = self.tag_box
-            ImageDraw.Draw(image).rectangle((x0 * width, y0 * height, x1 * width, y1 * height), fill=self.fill)
-        return self.resize.normalise(self.resize.frame(np.asarray(image))[None])[0]
+            rgb = rgb.copy()
+            for x0, y0, x1, y1 in self.find_tags(rgb):
+                rgb[y0:y1, x0:x1] = self.fill
+        return self.resize.normalise(self.resize.frame(rgb)[None])[0]
+
+    def find_tags(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Pixel boxes (x0, y0, x1, y1) of the paper tags inside `tag_box`."""
+        height, width = rgb.shape[:2]
+        scale = max(max(width, height) / self.DETECT_SIDE, 1.0)
+        small = cv2.resize(rgb, (round(width / scale), round(height / scale)), interpolation=cv2.INTER_AREA) if scale > 1 else rgb
+        grey, local, paper = self.paper(small)
+        paper = cv2.morphologyEx(paper.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # drop scratches and specks
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=8)
+        boxes = []
+        for i, (left, top, w, h, area) in enumerate(stats[1:count], start=1):
+            crop = np.s_[top : top + h, left : left + w]
+            found = self.tag_in(labels[crop] == i, grey[crop], local[crop]) if area >= self.MIN_AREA * paper.size else None
+            if found:
+                x0, y0, x1, y1 = found
+                pad_x, pad_y = self.MARGIN * (x1 - x0) + 1, self.MARGIN * (y1 - y0) + 1
+                x0, y0, x1, y1 = ((left + x0 - pad_x) * scale, (top + y0 - pad_y) * scale, (left + x1 + pad_x) * scale, (top + y1 + pad_y) * scale)
+                boxes.append((max(int(x0), 0), max(int(y0), 0), min(int(np.ceil(x1)), width), min(int(np.ceil(y1)), height)))
+        return boxes
+
+    def paper(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Grey levels, their neighbourhood's median, and the paper-like pixels inside `tag_box`."""
+        h, w = rgb.shape[:2]
+        side = max(int(self.NEIGHBOURHOOD * min(h, w)) | 1, 3)
+        local = cv2.medianBlur(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY), side).astype(np.float32)
+        values = rgb.astype(np.float32)
+        grey, high, low = values.mean(axis=2), values.max(axis=2), values.min(axis=2)
+        paper = (grey >= np.minimum(self.BRIGHTER * local, self.WHITE)) & (high - low <= self.MAX_SATURATION * np.maximum(high, 1))
+        x0, y0, x1, y1 = self.tag_box
+        region = np.zeros_like(paper)
+        region[int(y0 * h) : int(np.ceil(y1 * h)), int(x0 * w) : int(np.ceil(x1 * w))] = True
+        return grey, local, paper & region
+
+    def tag_in(self, blob: np.ndarray, grey: np.ndarray, local: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The box (x0, y0, x1, y1) of the paper tag in one bright blob (a mask over its bounding box), or
+        None if the blob is no tag. The paper is the blob's brightest part: dimmer plate stuck to it is left out."""
+        paper = blob & (grey >= self.PAPER_SHARE * np.percentile(grey[blob], 90))
+        ys, xs = np.nonzero(paper)
+        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        paper, grey, local = paper[y0:y1, x0:x1], grey[y0:y1, x0:x1], local[y0:y1, x0:x1]
+        h, w = paper.shape
+        bright = grey[paper].mean() >= min(self.BRIGHTER_MEAN * local[paper].mean(), self.WHITE)
+        if not bright or paper.sum() < self.MIN_FILL * h * w or max(w / h, h / w) > self.MAX_ASPECT:
+            return None
+        core = cv2.erode(paper.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        levels = grey[core if core.sum() >= 10 else paper]
+        return (int(x0), int(y0), int(x1), int(y1)) if levels.std() <= self.MAX_VARIATION * levels.mean() else None
 
 
 class AudioTransform:

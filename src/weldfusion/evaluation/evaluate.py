@@ -19,6 +19,7 @@ from weldfusion.errors import InputError
 from weldfusion.evaluation.report import Outcome, write_outputs
 from weldfusion.io import write_text_atomic
 from weldfusion.metrics.figures import auroc, decision_figures
+from weldfusion.metrics.localisation import SYNTHETIC_MARK, find_ground_truth, localisation_metrics, read_ground_truth
 from weldfusion.protocols.base import Scores
 from weldfusion.registry import PROTOCOLS
 from weldfusion.runs import RunData, load_run_data, locked, open_run
@@ -60,10 +61,25 @@ def evaluate_run(run: Path, split: str = "test", data: Path | None = None, k: in
         skipped = {s.key: "no usable modality: " + "; ".join(f"{m}: {why}" for m, why in scores.problems[i].items())
                    for i, s in enumerate(query) if not ok[i]}  # fmt: skip
         masked = {s.key: scores.problems[i] for i, s in enumerate(query) if ok[i] and scores.problems[i]}
+        metrics["synthetic"] = (run_data.root / SYNTHETIC_MARK).is_file()
+        metrics["localisation"] = localisation_figures(run_data.root, query, scores)
         outcome = Outcome(metrics, labels[ok], scores.defect_score[ok], scores.embedding[ok], masked, {**run_data.skipped, **skipped})
         folder, metrics = write_outputs(run_data, outcome)
         write_scores(folder / "scores.csv", run_data, split, query, scores, threshold)
     return Evaluated(metrics, folder / "report.html", scores)
+
+
+def localisation_figures(root: Path, query: list, scores: Scores) -> dict | None:
+    """Localisation against the ground truth where the data has one (synthetic welds); a modality for
+    which the protocol gave no profile or heatmap is reported as None (unavailable), never 0."""
+    path = find_ground_truth(root)
+    if path is None:
+        return None
+    truth = read_ground_truth(path)
+    located = scores.localisation or [{} for _ in query]
+    profiles = {s.key: {m: v["profile"] for m, v in loc.items() if m != "images"} for s, loc in zip(query, located) if loc}
+    heatmaps = {s.key: {h["view"]: h["heatmap"] for h in loc.get("images", []) if "heatmap" in h} for s, loc in zip(query, located) if loc}
+    return localisation_metrics({s.key: truth[s.key] for s in query if s.key in truth}, profiles, heatmaps)
 
 
 def write_scores(path: Path, data: RunData, split: str, query: list, scores: Scores, threshold: float) -> None:

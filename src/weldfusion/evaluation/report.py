@@ -139,6 +139,10 @@ def render_html(metrics: dict, pictures: dict[str, bytes]) -> str:
                 f"<p>{m['n_query']} welds scored against {m['n_reference']} reference welds; k = {m['k']}, metric "
                 f"{html.escape(str(m['metric']))}. {html.escape(m['timestamp'])}. Data {html.escape(m['data_root'])}, "
                 f"fingerprint <code>{html.escape(m['data_fingerprint'])}</code>.</p>"]  # fmt: skip
+    if m.get("synthetic"):
+        sections.insert(0, '<p class="synthetic"><strong>SYNTHETIC DATA</strong>: these welds were made by '
+                           "<code>weldfusion synth</code>; the figures show that the system works, not how well it "
+                           "detects real defects.</p>")  # fmt: skip
     headline = [f"<tr><th>{html.escape(k)}</th>{_cell(m.get(k), k)}</tr>" for k in HEADLINE if m.get(k) is not None]
     sections.append("<h2>Headline</h2>" + _table(["figure", "value"], headline))
     if m.get("decision"):
@@ -151,6 +155,8 @@ def render_html(metrics: dict, pictures: dict[str, bytes]) -> str:
     if m.get("auroc_per_defect"):
         rows = [f"<tr><th>{html.escape(name)}</th>{_cell(v, 'auroc_per_defect.' + name)}</tr>" for name, v in m["auroc_per_defect"].items()]
         sections.append("<h2>AUROC per defect type (against Good)</h2>" + _table(["defect type", "AUROC"], rows))
+    if m.get("localisation") is not None:
+        sections.append(localisation_section(m["localisation"]))
     sections.append(per_modality_section(m))
     if m.get("without_modality"):
         keys = ["accuracy", "f1_macro", "f1_weighted", "auroc_defect"]
@@ -162,7 +168,8 @@ def render_html(metrics: dict, pictures: dict[str, bytes]) -> str:
     if m.get("paper"):
         rows = [f"<tr><th>{html.escape(name)}</th>" + "".join(_cell(v[f], f"paper.{name}.{f}") for f in ("paper_audio", "paper_video", "paper_fused", "ours_audio", "ours_video", "ours_fused")) + "</tr>"
                 for name, v in m["paper"].items()]  # fmt: skip
-        sections.append("<h2>Against the dataset paper (TEST AUROC, unsupervised audio/video autoencoders)</h2>"
+        ours = "ours (on SYNTHETIC welds: not comparable)" if m.get("synthetic") else "ours"
+        sections.append(f"<h2>Against the dataset paper (TEST AUROC, unsupervised audio/video autoencoders; {ours})</h2>"
                         + _table(["", "paper audio", "paper video", "paper fused", "ours audio", "ours video", "ours fused"], rows))  # fmt: skip
     for name, png in pictures.items():
         sections.append(f"<h2>{html.escape(name[:-4].replace('_', ' '))}</h2><img alt=\"{html.escape(name)}\" "
@@ -175,8 +182,24 @@ def render_html(metrics: dict, pictures: dict[str, bytes]) -> str:
     sections.append(f"<h2>Configuration</h2><pre>{html.escape(yaml.safe_dump(m['config'], sort_keys=False))}</pre>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:.5em 0}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{text-align:left;background:#f4f4f4}"
-             "img{max-width:100%}pre{background:#f8f8f8;padding:1em;font-size:12px}")  # fmt: skip
+             "img{max-width:100%}pre{background:#f8f8f8;padding:1em;font-size:12px}"
+             ".synthetic{background:#fff3cd;border:1px solid #e0b000;padding:.5em 1em}")  # fmt: skip
     return f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>weldfusion report</title><style>{style}</style></head><body>{''.join(sections)}</body></html>\n"
+
+
+def localisation_section(figures: dict) -> str:
+    """Where the defect was found, against the ground truth; `unavailable` where the scorer gives no
+    profile or heatmap for that modality."""
+    rows = []
+    for modality in ("video", "audio", "sensor", "images"):
+        value = figures.get(modality)
+        cells = ("pixel_auroc", "peak_in_box", "chance") if modality == "images" else ("peak_in_window", "chance")
+        if value is None:
+            rows.append(f"<tr><th>{modality}</th><td colspan=\"3\">unavailable (this scorer does not localise)</td></tr>")
+        else:
+            rows.append(f"<tr><th>{modality}</th>" + "".join(_cell(value.get(c), f"localisation.{modality}.{c}") for c in cells) + "</tr>")
+    return (f"<h2>Localisation against the ground truth (peaks within ±{figures.get('tolerance_s')} s)</h2>"
+            + _table(["modality", "hit rate / pixel AUROC", "", "chance"], rows))  # fmt: skip
 
 
 def per_modality_columns(per_modality: dict) -> list[str]:
