@@ -29,9 +29,10 @@ class OnAccelerator(torch.Tensor):
 
     @staticmethod
     def __new__(cls, elem: torch.Tensor) -> OnAccelerator:
-        out = torch.Tensor._make_wrapper_subclass(cls, elem.size(), strides=elem.stride(), storage_offset=elem.storage_offset(),
-                                                  dtype=elem.dtype, layout=elem.layout, device=ACCELERATOR,
-                                                  requires_grad=elem.requires_grad)  # fmt: skip
+        with torch.inference_mode(elem.is_inference()):  # as the tensor it stands for (e.g. a view of a parameter)
+            out = torch.Tensor._make_wrapper_subclass(cls, elem.size(), strides=elem.stride(), storage_offset=elem.storage_offset(),
+                                                      dtype=elem.dtype, layout=elem.layout, device=ACCELERATOR,
+                                                      requires_grad=elem.requires_grad)  # fmt: skip
         out.elem = elem.detach()
         return out
 
@@ -45,10 +46,9 @@ class OnAccelerator(torch.Tensor):
 
 class _Mode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        target = torch.device(kwargs["device"]) if kwargs.get("device") is not None else None
-        if target == ACCELERATOR:
-            kwargs["device"] = CPU
+        kwargs = kwargs or {}
+        target = next((v for v in [*args, *kwargs.values()] if isinstance(v, torch.device)), None)  # factories, moves
+        args, kwargs = pytree.tree_map(_on_cpu, (args, kwargs))
         leaves = pytree.tree_leaves((args, kwargs))
         placed = any(isinstance(t, OnAccelerator) for t in leaves)
         stray = any(type(t) is torch.Tensor and t.dim() > 0 for t in leaves)
@@ -61,6 +61,10 @@ class _Mode(TorchDispatchMode):
         if func._schema.name.endswith("_") and func._schema.returns:  # in place: the same (wrapped) tensor
             return args[0]
         return pytree.tree_map(lambda t: OnAccelerator(t) if isinstance(t, torch.Tensor) else t, out)
+
+
+def _on_cpu(value: object) -> object:
+    return CPU if isinstance(value, torch.device) and value == ACCELERATOR else value
 
 
 def _unwrap(value: object) -> object:
