@@ -118,6 +118,9 @@ class FeatureCache(MemoryStore):
         try:
             with safe_open(str(path), framework="pt") as f:
                 return f.get_tensor("tokens"), f.get_tensor("valid").bool(), (f.metadata() or {}).get("problem", "")
+        except FileNotFoundError:
+            raise InputError(f"{path}: no cache entry for {sample.key} (under multi-node DDP, cache.dir must be a folder "
+                             "every node sees)") from None  # fmt: skip
         except (OSError, SafetensorError, KeyError) as exc:
             raise InputError(f"{path}: damaged cache entry for {sample.key} ({exc}); delete it to recompute") from None
 
