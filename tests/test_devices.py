@@ -3,8 +3,12 @@ the fake accelerator (tests/fake_accelerator.py) compute what they compute on th
 autocast and the per-entry cache lock."""
 
 import copy
+import json
+import subprocess
+import sys
 import threading
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -167,3 +171,21 @@ def test_a_second_writer_of_one_entry_waits_and_keeps_the_first(welds, tmp_path)
                   metadata={"sample": sample.key, "problem": ""})  # fmt: skip
     writer.join()
     assert torch.equal(cache.load(sample)[0], torch.zeros(4, 2, dtype=torch.float16))
+
+
+GPU_CHECK = Path(__file__).parent.parent / "benchmarks" / "gpu_check.py"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_check_without_a_gpu_says_so_in_one_line():
+    result = subprocess.run([sys.executable, str(GPU_CHECK)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.count("\n") == 1 and "no CUDA GPU" in result.stdout
+
+
+def test_gpu_check_smoke_run_goes_through_every_step():
+    result = subprocess.run([sys.executable, str(GPU_CHECK), "--smoke", "--per-class", "4", "--seconds", "1", "--epochs", "1",
+                             "--predict", "2"], capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.splitlines()[-1])["gpu_check"]
+    assert set(figures["fill"]) == {"video", "images", "audio", "all"} and figures["train"]["step_s"] > 0
+    assert figures["predict"]["welds"] == 2 and figures["evaluate"]["seconds"] > 0
