@@ -30,12 +30,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from weldfusion.config import Config, load_config
-from weldfusion.data.dataset import WeldDataset, build_transforms
+from weldfusion.data.dataset import WeldDataset
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import Sample, build_samples
 from weldfusion.engine import fit_run
 from weldfusion.evaluation.evaluate import evaluate_run
 from weldfusion.evaluation.predict import predict
+from weldfusion.features import build_transforms
 from weldfusion.models.cache import fill_cache, frozen_modalities, open_stores
 from weldfusion.models.devices import autocast, loader_workers, pin_memory
 from weldfusion.models.model import build_encoder
@@ -111,7 +112,7 @@ def synchronise(device: torch.device) -> None:
 
 def decode_rate(samples: list[Sample], modality: str, config: Config, device: torch.device) -> float:
     """Welds/s of the fill's loader alone (decoding and preprocessing, no encoder)."""
-    dataset = WeldDataset(samples, [modality], config, build_transforms(config, [modality]))
+    dataset = WeldDataset(samples, [modality], config.data, build_transforms(config, [modality]))
     loader = DataLoader(dataset, batch_size=config.cache.batch_size, pin_memory=pin_memory(device),
                         num_workers=min(loader_workers(config.data.num_workers, device), len(samples)))  # fmt: skip
     start = time.perf_counter()
@@ -122,7 +123,7 @@ def decode_rate(samples: list[Sample], modality: str, config: Config, device: to
 
 def encode_rate(samples: list[Sample], modality: str, config: Config, device: torch.device, repeats: int = 5) -> float:
     """Welds/s of the frozen encoder alone, on one decoded batch already on the device."""
-    dataset = WeldDataset(samples[: config.cache.batch_size], [modality], config, build_transforms(config, [modality]))
+    dataset = WeldDataset(samples[: config.cache.batch_size], [modality], config.data, build_transforms(config, [modality]))
     batch = next(iter(DataLoader(dataset, batch_size=config.cache.batch_size)))
     inputs, mask = batch["inputs"][modality].to(device), batch["mask"][modality].to(device)
     encoder = build_encoder(modality, config).to(device).eval()

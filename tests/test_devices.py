@@ -18,10 +18,11 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from weldfusion.cli.main import main
-from weldfusion.data.dataset import WeldDataset, build_transforms
+from weldfusion.data.dataset import WeldDataset
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
 from weldfusion.evaluation.predict import predict
+from weldfusion.features import build_transforms
 from weldfusion.models.cache import CachedDataset, FeatureCache, fill_cache, open_stores
 from weldfusion.models.devices import autocast, resolve_device
 from weldfusion.models.inference import embed
@@ -45,7 +46,7 @@ def welds(synth_root, tiny_checkpoints, tmp_path_factory):
     transforms = build_transforms(config)
     stores = open_stores(config, transforms)
     fill_cache(chosen, config, transforms, stores)
-    dataset = CachedDataset(WeldDataset(chosen, ["sensor"], config, transforms), stores)
+    dataset = CachedDataset(WeldDataset(chosen, ["sensor"], config.data, transforms), stores)
     return config, chosen, transforms, dataset
 
 

@@ -8,9 +8,9 @@ import torch
 
 from weldfusion.cli.main import main
 from weldfusion.config import load_config
-from weldfusion.data.dataset import build_transforms
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
+from weldfusion.features import build_transforms
 from weldfusion.models.cache import fill_cache, open_stores
 from weldfusion.models.artifact import load_model, load_reference
 from weldfusion.training.diagnostics import FlatLossMonitor
