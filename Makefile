@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench install clean browser
+.PHONY: demo test bench gpu-check install clean browser
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ browser:
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run_all.py
+
+# The full-size encoders end to end on one CUDA GPU (see README, "GPU check"); without one it says so.
+gpu-check: $(BIN)/.installed
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) demo_out .bench

@@ -1,11 +1,17 @@
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from weldfusion.cli.main import main
+from weldfusion.config import load_config
+from weldfusion.data.manifest import read_manifest
+from weldfusion.data.samples import build_samples
+from weldfusion.features import build_transforms
+from weldfusion.models.cache import fill_cache, open_stores
 from weldfusion.models.artifact import load_model, load_reference
 from weldfusion.training.diagnostics import FlatLossMonitor
 from weldfusion.training.module import warmup_cosine
@@ -57,14 +63,30 @@ def cli(*args):
     return [sys.executable, "-m", "weldfusion", *args]
 
 
-def test_ddp_on_two_cpu_processes(synth_root, tmp_path):
-    result = subprocess.run(cli("train", str(synth_root), "--out", str(tmp_path / "ddp"), "--devices", "2", "--accelerator", "cpu",
-                                "--set", "train.epochs=1", "--set", f"cache.dir={tmp_path / 'cache'}",
-                                "--set", "data.num_workers=0"),
+def test_ddp_on_two_cpu_processes_sharing_the_cache_fill(synth_root, tmp_path):
+    """Each rank computes its share of the cache (no entry twice, none left out), equal to a one-process fill."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    result = subprocess.run([sys.executable, str(Path(__file__).parent / "ddp_probe.py"), str(logs), "train", str(synth_root),
+                             "--out", str(tmp_path / "ddp"), "--devices", "2", "--accelerator", "cpu",
+                             "--set", "train.epochs=1", "--set", f"cache.dir={tmp_path / 'cache'}", "--set", "data.num_workers=0"],
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
     assert len(rows(tmp_path / "ddp" / "logs" / "metrics.csv")) == 1
+    shares = [set((logs / f"rank-{rank}.txt").read_text().splitlines()) for rank in (0, 1)]
+    config = load_config("cpu", [f"cache.dir={tmp_path / 'single'}", "data.num_workers=0"])
+    samples, _ = build_samples(synth_root, read_manifest(synth_root / "manifest.csv"))
+    modalities = ["video", "images", "audio"]
+    assert shares[0] and shares[1] and not shares[0] & shares[1]
+    assert shares[0] | shares[1] == {f"{m} {s.key}" for m in modalities for s in samples}
+    transforms = build_transforms(config)
+    single, shared = open_stores(config, transforms), open_stores(config.copy_with([f"cache.dir={tmp_path / 'cache'}"]), transforms)
+    fill_cache(samples, config, transforms, single)
+    for m in modalities:
+        for s in samples:
+            (a, valid_a, problem_a), (b, valid_b, problem_b) = single[m].load(s), shared[m].load(s)
+            assert torch.equal(a, b) and torch.equal(valid_a, valid_b) and problem_a == problem_b, (m, s.key)
 
 
 def test_debug_reports_batches_and_gradients(synth_root, tmp_path, capsys):

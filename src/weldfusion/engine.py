@@ -1,9 +1,10 @@
 """Fitting a run: the steps every protocol shares, in the order that refuses before writing.
 
-lock the run folder -> plan the run (or reopen it for --resume) -> read its data and fill the feature
-cache -> let the protocol check that the data suits it -> write config.yaml and run.json -> fit ->
-save. A new run that fails before it has a checkpoint or a model is removed again, so the folder can
-be reused.
+lock the run folder -> plan the run (or reopen it for --resume) -> read its data -> let the protocol
+check that the data suits it and compute the features it needs up front -> write config.yaml and
+run.json -> fit -> save. A new run that fails before it has a checkpoint or a model is removed again,
+so the folder can be reused. Features are computed on the device of `accelerator` (classify fills the
+cache inside training, where DDP ranks share the work).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from weldfusion.config import Config
 from weldfusion.data.check import CheckReport, check_dataset
 from weldfusion.features import build_transforms
+from weldfusion.models.devices import resolve_device
 from weldfusion.protocols.base import DefectProtocol
 from weldfusion.registry import MODALITIES, PROTOCOLS
 from weldfusion.runs import discard_run, load_run_data, locked, new_run, resume_run, wait_for_run, write_run
@@ -23,14 +25,17 @@ from weldfusion.runs import discard_run, load_run_data, locked, new_run, resume_
 def fit_run(out: Path, root: Path | None = None, config: Config | None = None, manifest: Path | None = None, *,
             resume: bool = False, overrides: list[str] | None = None, protocol: str | None = None,
             say: Callable[[str], None] = print, progress: Callable[[str, int, int], None] | None = None,
-            device: str = "cpu", **fit_options: object) -> DefectProtocol:  # fmt: skip
+            accelerator: str = "auto", devices: int = 1, **fit_options: object) -> DefectProtocol:  # fmt: skip
     """Fit `config.protocol` on the data under `root` into the new run folder `out`; or, with `resume`,
     continue the run in `out` (`overrides` may extend it; `protocol`, if given, must be the run's).
-    `fit_options` go to the protocol's fit (devices, num_nodes, accelerator, debug, progress_bar)."""
-    if secondary_process():  # launched for another device: rank 0 plans and writes the run, fills the cache
+    `accelerator` and `devices` choose where features are computed and training runs; they and
+    `fit_options` go to the protocol's fit (num_nodes, debug, progress_bar)."""
+    device = resolve_device(accelerator, devices)
+    fit_options.update(accelerator=accelerator, devices=devices)
+    if secondary_process():  # launched for another device: rank 0 plans and writes the run
         run = wait_for_run(out)
         fitted = PROTOCOLS.get(run.protocol)()
-        fitted.fit(load_run_data(run, prepare=False), say=say, resume=resume, **fit_options)
+        fitted.fit(load_run_data(run, device=device, prepare=False), say=say, resume=resume, **fit_options)
         return fitted
     with locked(Path(out)):
         if resume:
@@ -39,9 +44,10 @@ def fit_run(out: Path, root: Path | None = None, config: Config | None = None, m
             if config is None or root is None:
                 raise ValueError("a new run needs the dataset root and a config")
             run = new_run(out, config, Path(root), Path(manifest or Path(root) / "manifest.csv"))
-        data = load_run_data(run, progress=progress, device=device)
+        data = load_run_data(run, progress=progress, device=device, prepare=False)
         fitted = PROTOCOLS.get(run.protocol)()
         fitted.check(data, resume=resume)
+        fitted.prepare(data)
         write_run(run)
         try:
             fitted.fit(data, say=say, resume=resume, **fit_options)

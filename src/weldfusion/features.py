@@ -21,6 +21,7 @@ from weldfusion.data.samples import Sample
 from weldfusion.data.transforms import ChannelStats
 from weldfusion.errors import ModalityError
 from weldfusion.models.cache import CachedDataset, fill_cache, frozen_modalities, open_stores
+from weldfusion.models.devices import resolve_device
 from weldfusion.registry import MODALITIES
 
 
@@ -47,21 +48,25 @@ def stack(rows: list[np.ndarray | None], reasons: list[str]) -> Features:
 
 class FeatureSource:
     """Items and untrained features of welds for one configuration; `persistent=False` keeps the
-    frozen encoders' outputs in memory instead of the on-disk cache."""
+    frozen encoders' outputs in memory instead of the on-disk cache. `device` is where the frozen
+    encoders run and where protocols put their models (default: a GPU when there is one)."""
 
-    def __init__(self, config: Config, persistent: bool = True, device: torch.device | str = "cpu",
+    def __init__(self, config: Config, persistent: bool = True, device: torch.device | str | None = None,
                  progress: Callable[[str, int, int], None] | None = None):  # fmt: skip
         self.config = config
         self.transforms = build_transforms(config)
         self.stores = open_stores(config, self.transforms, persistent)
         self.frozen = frozen_modalities(config)
         self.live = [m for m in config.model.modalities if m not in self.frozen]
-        self.device = device
+        self.device = resolve_device() if device is None else torch.device(device)
         self.progress = progress
 
-    def prepare(self, samples: list[Sample]) -> dict[str, int]:
-        """Compute the frozen encoders' outputs that are not stored yet."""
-        return fill_cache(samples, self.config, self.transforms, self.stores, self.device, self.progress)
+    def prepare(self, samples: list[Sample], shard: tuple[int, int] = (0, 1), device: torch.device | None = None,
+                ) -> dict[str, int]:  # fmt: skip
+        """Compute the frozen encoders' outputs that are not stored yet (of this process's `shard`,
+        on `device` or the source's own)."""
+        return fill_cache(samples, self.config, self.transforms, self.stores, device or self.device, self.progress,
+                          shard=shard)  # fmt: skip
 
     def dataset(self, samples: list[Sample], stats: Standardisation | None = None) -> CachedDataset:
         """Model inputs: stored tokens of the frozen modalities, decoded inputs of the others."""

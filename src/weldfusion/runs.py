@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import torch
 from filelock import FileLock, Timeout
 
 from weldfusion import __version__
@@ -168,9 +169,10 @@ class RunData:
         return [s for s in self.samples if s.split == name]
 
 
-def load_run_data(run: Run, data_root: Path | None = None, progress: Callable | None = None, device: str = "cpu",
-                  prepare: bool = True) -> RunData:  # fmt: skip
-    """The run's manifest (or `data_root`'s manifest.csv), its usable welds, and a filled feature cache."""
+def load_run_data(run: Run, data_root: Path | None = None, progress: Callable | None = None,
+                  device: torch.device | None = None, prepare: bool = True) -> RunData:  # fmt: skip
+    """The run's manifest (or `data_root`'s manifest.csv), its usable welds, and their feature source
+    on `device` (default: a GPU when there is one), its cache filled when `prepare`."""
     root = Path(data_root) if data_root else run.data_root
     manifest_path = root / "manifest.csv" if data_root else run.manifest
     manifest = read_manifest(manifest_path)

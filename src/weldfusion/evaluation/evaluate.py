@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from weldfusion.data.categories import CATEGORIES, GOOD
 from weldfusion.errors import InputError
@@ -36,10 +37,11 @@ class Evaluated:
 
 
 def evaluate_run(run: Path, split: str = "test", data: Path | None = None, k: int | None = None,
-                 metric: str | None = None, progress=None) -> Evaluated:  # fmt: skip
+                 metric: str | None = None, progress=None, device: torch.device | None = None) -> Evaluated:  # fmt: skip
+    """`device`: where features and embeddings are computed (default: a GPU when there is one)."""
     opened = open_run(run)
     with locked(opened.paths.eval(split)):
-        run_data = load_run_data(opened, data, progress)
+        run_data = load_run_data(opened, data, progress, device)
         protocol = PROTOCOLS.get(opened.protocol).load(opened.paths.model, run_data.features)
         retuned = protocol.configure(k, metric)
         threshold = protocol.decision_threshold(opened.paths.model)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from weldfusion.data.categories import GOOD
 from weldfusion.data.samples import Sample, locate_files
@@ -51,10 +52,11 @@ def folder_sample(folder: Path, modalities: list[str]) -> Sample:
 
 
 def predict(run: Path, folders: list[Path], say_error=print, threshold: float | None = None,
-            false_alarm_rate: float | None = None) -> list[Prediction]:  # fmt: skip
+            false_alarm_rate: float | None = None, device: torch.device | None = None) -> list[Prediction]:  # fmt: skip
+    """`device`: where features and embeddings are computed (default: a GPU when there is one)."""
     opened = open_run(run)
     modalities = opened.config.model.modalities
-    features = FeatureSource(opened.config, persistent=False)
+    features = FeatureSource(opened.config, persistent=False, device=device)
     protocol = PROTOCOLS.get(opened.protocol).load(opened.paths.model, features)
     cut = protocol.decision_threshold(opened.paths.model, threshold, false_alarm_rate)
     samples = []

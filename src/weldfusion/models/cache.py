@@ -6,7 +6,12 @@ modality's spec names in `cache_identity` (backbone source and weights, encoder 
 preprocessing, dtype); the sample digest covers SUBDIRS and the fingerprints of that modality's
 files. Changing any of them invalidates exactly the affected entries. An unusable modality is stored
 too, fully masked, with its reason, so it is reported rather than retried every epoch. Entries are
-written atomically: an interrupted fill resumes where it stopped.
+written atomically under a per-entry lock (`.locks/<sample digest>.lock`): an interrupted fill resumes
+where it stopped, and two processes writing one entry never collide (the second finds it written).
+
+A fill runs the encoders on the device it is given (bf16/fp16 autocast there when `cache.autocast`),
+and can be shared: with `shard=(rank, world)` a process computes the missing entries of every
+`world`-th weld from `rank` on, so DDP ranks split the work without computing an entry twice.
 
 `MemoryStore` keeps the same entries in memory, cast to the same dtype, for welds outside a dataset
 (`predict`): cached or live, the model sees the same numbers.
@@ -19,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
@@ -29,6 +35,7 @@ from weldfusion.data.samples import Sample
 from weldfusion.errors import InputError
 from weldfusion.io import write_atomic, write_json_atomic
 from weldfusion.models.backbones import digest, file_fingerprint
+from weldfusion.models.devices import autocast, loader_workers, pin_memory
 from weldfusion.models.model import build_encoder
 from weldfusion.registry import MODALITIES
 
@@ -99,7 +106,11 @@ class FeatureCache(MemoryStore):
             write_json_atomic(self.folder / "identity.json", self.identity)
         tensors = {"tokens": tokens.detach().to("cpu", self.dtype).contiguous(), "valid": valid.detach().cpu().to(torch.uint8)}
         metadata = {"sample": sample.key, "problem": problem}
-        write_atomic(self.path(sample), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        path = self.path(sample)
+        (self.folder / ".locks").mkdir(exist_ok=True)
+        with FileLock(self.folder / ".locks" / f"{path.stem}.lock"):
+            if not path.is_file():  # else another process stored it while this one computed
+                write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     def load(self, sample: Sample) -> Entry:
         """(tokens, valid, problem) of one weld; a damaged entry is an error naming its file."""
@@ -107,6 +118,9 @@ class FeatureCache(MemoryStore):
         try:
             with safe_open(str(path), framework="pt") as f:
                 return f.get_tensor("tokens"), f.get_tensor("valid").bool(), (f.metadata() or {}).get("problem", "")
+        except FileNotFoundError:
+            raise InputError(f"{path}: no cache entry for {sample.key} (under multi-node DDP, cache.dir must be a folder "
+                             "every node sees)") from None  # fmt: skip
         except (OSError, SafetensorError, KeyError) as exc:
             raise InputError(f"{path}: damaged cache entry for {sample.key} ({exc}); delete it to recompute") from None
 
@@ -123,38 +137,40 @@ def open_stores(config: Config, transforms: Transforms, persistent: bool = True,
 
 def fill_cache(samples: list[Sample], config: Config, transforms: Transforms, stores: dict[str, MemoryStore],
                device: torch.device | str = "cpu", progress: Callable[[str, int, int], None] | None = None,
-               workers: int | None = None) -> dict[str, int]:  # fmt: skip
-    """Compute and store every missing entry; returns how many were computed per modality.
-
-    Encoders are loaded only for modalities with missing entries; batches run on `device` under
-    `torch.inference_mode()` and, when enabled, bf16 autocast.
-    """
+               workers: int | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, int]:  # fmt: skip
+    """Compute and store the missing entries of this process's `shard` (rank, world) of `samples`;
+    returns how many were computed per modality. Encoders are loaded only for modalities with
+    missing entries."""
+    rank, world = shard
+    mine = samples[rank::world]
     computed = {}
-    device = torch.device(device)
     for modality, store in stores.items():
         store.refresh()
-        todo = [s for s in samples if not store.has(s)]
+        todo = [s for s in mine if not store.has(s)]
         computed[modality] = len(todo)
-        if not todo:
-            continue
-        encoder = build_encoder(modality, config).to(device).eval()
-        dataset = WeldDataset(todo, [modality], config.data, transforms)
-        workers = config.data.num_workers if workers is None else workers
-        loader = DataLoader(dataset, batch_size=config.cache.batch_size, num_workers=min(workers, len(todo)),
-                            pin_memory=device.type == "cuda")  # fmt: skip
-        done = 0
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.cache.autocast)
-        with torch.inference_mode(), autocast:
-            for batch in loader:
-                inputs = batch["inputs"][modality].to(device, non_blocking=True)
-                tokens, valid = encoder(inputs, batch["mask"][modality].to(device, non_blocking=True))
-                for row, index in enumerate(batch["index"].tolist()):
-                    store.store(todo[index], tokens[row], valid[row], batch["problems"][modality][row])
-                done += len(batch["index"])
-                if progress:
-                    progress(modality, done, len(todo))
-        del encoder
+        if todo:
+            encode(todo, modality, store, config, transforms, torch.device(device), progress,
+                   config.data.num_workers if workers is None else workers)  # fmt: skip
     return computed
+
+
+def encode(todo: list[Sample], modality: str, store: MemoryStore, config: Config, transforms: Transforms, device: torch.device,
+           progress: Callable[[str, int, int], None] | None, workers: int) -> None:  # fmt: skip
+    """Run `modality`'s frozen encoder over `todo` in batches on `device` and store every entry."""
+    encoder = build_encoder(modality, config).to(device).eval()
+    loader = DataLoader(WeldDataset(todo, [modality], config.data, transforms), batch_size=config.cache.batch_size,
+                        num_workers=min(loader_workers(workers, device), len(todo)), pin_memory=pin_memory(device))  # fmt: skip
+    done = 0
+    with torch.inference_mode(), autocast(device, config.cache.autocast):
+        for batch in loader:
+            tokens, valid = encoder(batch["inputs"][modality].to(device, non_blocking=True),
+                                    batch["mask"][modality].to(device, non_blocking=True))  # fmt: skip
+            tokens, valid = tokens.to("cpu", store.dtype), valid.cpu()  # one transfer per batch
+            for row, index in enumerate(batch["index"].tolist()):
+                store.store(todo[index], tokens[row], valid[row], batch["problems"][modality][row])
+            done += len(batch["index"])
+            if progress:
+                progress(modality, done, len(todo))
 
 
 class CachedDataset(Dataset):

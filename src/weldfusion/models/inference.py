@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from weldfusion.models.devices import module_device, pin_memory, to_device
 from weldfusion.models.model import WeldFusionModel
 
 
@@ -22,23 +23,25 @@ class Embedded:
 
 def embed(model: WeldFusionModel, dataset: Dataset, batch_size: int = 16, num_workers: int = 0,
           hide: str | None = None) -> Embedded:  # fmt: skip
-    """`hide` masks one modality in every weld (the drop-one ablation)."""
+    """Batches run on the model's device, results come back to the CPU; `hide` masks one modality in
+    every weld (the drop-one ablation)."""
     model.eval()
+    device = module_device(model)
     embeddings, labels, keys, problems, shares, usable = [], [], [], {}, [], []
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory(device))
     with torch.inference_mode():
         for batch in loader:
             if hide is not None:
                 batch = hidden(batch, hide)
-            out = model(batch)
-            embeddings.append(out.embedding.float())
+            out = model(to_device(batch, device))
+            embeddings.append(out.embedding.float().cpu())
             labels.append(batch["label"])
             keys += list(batch["key"])
             for modality, reasons in batch["problems"].items():
                 for key, reason in zip(batch["key"], reasons):
                     if reason:
                         problems.setdefault(key, {})[modality] = reason
-            shares.append(contribution_shares(out.contribution))
+            shares.append({m: v.cpu() for m, v in contribution_shares(out.contribution).items()})
             masks = [*batch.get("mask", {}).values(), *batch.get("token_mask", {}).values()]
             usable.append(torch.stack([m.flatten(1).any(1) for m in masks], 1).any(1))
     contribution = {m: torch.cat([s[m] for s in shares]) for m in shares[0]} if shares and shares[0] else {}

@@ -87,6 +87,11 @@ class DefectProtocol:
     def check(self, data: RunData, resume: bool = False) -> None:
         """Refuse (InputError) data this protocol cannot fit, before anything is written."""
 
+    def prepare(self, data: RunData) -> None:
+        """Compute the frozen features that fitting needs, before the run folder is written (default:
+        every usable weld's, in this process)."""
+        data.features.prepare(data.samples)
+
     def fit(self, data: RunData, say: Callable[[str], None] = print, **options: object) -> None:
         raise NotImplementedError
 

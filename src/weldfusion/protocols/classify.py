@@ -54,6 +54,9 @@ class ClassifyProtocol(DefectProtocol):
         if resume and not last.is_file():
             raise InputError(f"{last}: no checkpoint to resume from")
 
+    def prepare(self, data: RunData) -> None:
+        """Nothing up front: training fills the cache inside the DDP context, each rank its share."""
+
     def fit(self, data: RunData, say: Callable[[str], None] = print, **options: object) -> None:
         from weldfusion.training.trainer import train_classifier  # Lightning is needed for fitting only
 
@@ -167,6 +170,7 @@ class ClassifyProtocol(DefectProtocol):
     @classmethod
     def load(cls, folder: Path, features: FeatureSource) -> ClassifyProtocol:
         loaded = load_model(folder, cached=set(features.stores))
+        loaded.model.to(features.device)
         config = loaded.config
         reference = None
         if (Path(folder) / "reference.safetensors").exists():

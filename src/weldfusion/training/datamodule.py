@@ -1,4 +1,5 @@
-"""The LightningDataModule: class-balanced loaders over a run's data, standardisation statistics."""
+"""The LightningDataModule: the feature cache filled inside the DDP context (each rank its share),
+class-balanced loaders over a run's data, standardisation statistics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from weldfusion.data.dataset import Standardisation
 from weldfusion.data.sampler import ClassBalancedBatchSampler, contrastive_ready
 from weldfusion.data.samples import Sample
 from weldfusion.models.cache import CachedDataset
+from weldfusion.models.devices import pin_memory
 from weldfusion.runs import RunData, load_standardisation, save_standardisation
 
 
@@ -19,7 +21,7 @@ def epoch_index(trainer: L.Trainer) -> int:
 
 class WeldDataModule(L.LightningDataModule):
     """Loaders over a run's data; the standardisation statistics are fitted on train once and kept in
-    RUN/standardisation.json (the feature cache was filled when the run's data was read)."""
+    RUN/standardisation.json."""
 
     def __init__(self, data: RunData):
         super().__init__()
@@ -36,6 +38,10 @@ class WeldDataModule(L.LightningDataModule):
             save_standardisation(path, self.data.features.fit_standardisation(self.split("train")))
 
     def setup(self, stage: str | None = None) -> None:
+        """Each rank computes its share of the missing cache entries on its device; all wait for all."""
+        trainer = self.trainer
+        self.data.features.prepare(self.data.samples, (trainer.global_rank, trainer.world_size), trainer.strategy.root_device)
+        trainer.strategy.barrier("feature cache")
         self.stats = load_standardisation(self.data.run.paths.standardisation)
 
     def dataset(self, samples: list[Sample]) -> CachedDataset:
@@ -60,7 +66,8 @@ class WeldDataModule(L.LightningDataModule):
     def _loader(self, name: str, seed_offset: int) -> DataLoader:
         workers = self.config.data.num_workers
         return DataLoader(self.dataset(self.split(name)), batch_sampler=self._sampler(name, seed_offset),
-                          num_workers=workers, persistent_workers=workers > 0)  # fmt: skip
+                          num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=pin_memory(self.trainer.strategy.root_device))  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", 0)

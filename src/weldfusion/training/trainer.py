@@ -19,7 +19,8 @@ from weldfusion.data.sampler import contrastive_ready
 from weldfusion.errors import InputError
 from weldfusion.io import write_atomic
 from weldfusion.models.artifact import export_model
-from weldfusion.runs import RunData, data_fingerprint
+from weldfusion.models.devices import resolve_device
+from weldfusion.runs import RunData, data_fingerprint, load_standardisation
 from weldfusion.training.callbacks import RunLogs
 from weldfusion.training.datamodule import WeldDataModule
 from weldfusion.training.module import WeldFusionModule
@@ -57,10 +58,10 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
-def precision(config: Config) -> str:
+def precision(config: Config, device: torch.device) -> str:
     if config.train.precision != "auto":
         return config.train.precision
-    if torch.cuda.is_available():
+    if device.type == "cuda":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32"
 
@@ -70,6 +71,7 @@ def train_classifier(data: RunData, resume: bool = False, devices: int = 1, num_
     """SupCon training of the run's model on its train split (Lightning); the best weights are exported
     to RUN/model/ by the global-zero process, which alone gets True back."""
     paths, config = data.run.paths, data.run.config
+    device = resolve_device(accelerator, devices)
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = WeldDataModule(data)
@@ -88,11 +90,11 @@ def train_classifier(data: RunData, resume: bool = False, devices: int = 1, num_
         callbacks.append(RichProgressBar())
     trainer = L.Trainer(
         max_epochs=config.train.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-        strategy="ddp" if devices * num_nodes > 1 else "auto", precision=precision(config),
+        strategy="ddp" if devices * num_nodes > 1 else "auto", precision=precision(config, device),
         gradient_clip_val=config.train.grad_clip or None, callbacks=callbacks, logger=False,
         enable_progress_bar=progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
         limit_val_batches=1.0 if validate else 0,
-        use_distributed_sampler=False, deterministic=not torch.cuda.is_available() or "warn",
+        use_distributed_sampler=False, deterministic=device.type != "cuda" or "warn",
         plugins=[AtomicCheckpointIO()], default_root_dir=paths.root,
     )  # fmt: skip
     last = paths.checkpoints / "last.ckpt"
@@ -104,18 +106,17 @@ def train_classifier(data: RunData, resume: bool = False, devices: int = 1, num_
         raise
     if trainer.is_global_zero:
         best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
-        export(data, module, datamodule, best)
+        export(data, module, best)
         best_loss = "" if checkpoint.best_model_score is None else f", best {monitor} {float(checkpoint.best_model_score):.4f}"
         say(f"trained {trainer.current_epoch} epoch(s){best_loss}; run folder {paths.root}")
     return trainer.is_global_zero
 
 
-def export(data: RunData, module: WeldFusionModule, datamodule: WeldDataModule, best: Path) -> None:
+def export(data: RunData, module: WeldFusionModule, best: Path) -> None:
     """The best weights as the inference artefact (model.safetensors + config.json)."""
     paths = data.run.paths
     module.load_state_dict(AtomicCheckpointIO().load_checkpoint(best)["state_dict"])
-    datamodule.setup()
     meta = {"checkpoint": str(best.resolve().relative_to(paths.root.resolve())), "cached": data.features.frozen,
             "protocol": "classify", "data_fingerprint": data_fingerprint(data.run.manifest, data.samples),
             "weldfusion": __version__}  # fmt: skip
-    export_model(paths.model, module.model.cpu().eval(), data.run.config, datamodule.stats, meta)
+    export_model(paths.model, module.model.cpu().eval(), data.run.config, load_standardisation(paths.standardisation), meta)
