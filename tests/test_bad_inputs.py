@@ -328,6 +328,7 @@ RELIABILITY_CASES = {
     "zero fusion tokens": (lambda r, t: ["train", str(r), "--out", str(t / "run"), "--set", "model.fusion.tokens=0"], "model.fusion.tokens"),
     "negative workers": (lambda r, t: ["train", str(r), "--out", str(t / "run"), "--set", "data.num_workers=-1"], "data.num_workers"),
     "evaluate k 0": (lambda r, t: ["evaluate", "RUN", "--k", "0"], "--k 0"),
+    "out is a file": (lambda r, t: (t / "afile").write_text("x") and ["train", str(r), "--out", str(t / "afile")], "exists and is not a folder"),
 }
 
 

@@ -137,6 +137,8 @@ def locked(folder: Path) -> Iterator[None]:
     """Hold `folder/.lock` (a run folder, or one of its eval/<split> folders); a second writer refuses at
     once with one line. A folder made only for the lock is removed again if nothing else was written."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: exists and is not a folder; choose another --out")
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ".lock"
