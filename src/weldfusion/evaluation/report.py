@@ -193,13 +193,14 @@ def localisation_section(figures: dict) -> str:
     rows = []
     for modality in ("video", "audio", "sensor", "images"):
         value = figures.get(modality)
-        cells = ("pixel_auroc", "peak_in_box", "chance") if modality == "images" else ("peak_in_window", "chance")
+        cells = ("pixel_auroc", "peak_in_box", "chance") if modality == "images" else ("peak_in_window", None, "chance")
         if value is None:
             rows.append(f"<tr><th>{modality}</th><td colspan=\"3\">unavailable (this scorer does not localise)</td></tr>")
         else:
-            rows.append(f"<tr><th>{modality}</th>" + "".join(_cell(value.get(c), f"localisation.{modality}.{c}") for c in cells) + "</tr>")
+            rows.append(f"<tr><th>{modality}</th>" + "".join(_cell(value.get(c), f"localisation.{modality}.{c}") if c else _cell(None)
+                                                          for c in cells) + "</tr>")  # fmt: skip
     return (f"<h2>Localisation against the ground truth (peaks within ±{figures.get('tolerance_s')} s)</h2>"
-            + _table(["modality", "hit rate / pixel AUROC", "", "chance"], rows))  # fmt: skip
+            + _table(["modality", "peak in window / pixel AUROC", "peak in box (photos)", "chance"], rows))  # fmt: skip
 
 
 def per_modality_columns(per_modality: dict) -> list[str]:
