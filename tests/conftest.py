@@ -137,7 +137,7 @@ def tiny_config(checkpoints: dict[str, Path], **overrides: str) -> Config:
     """The cpu preset pointed at the tiny saved checkpoints (loaded through from_pretrained)."""
     sets = [f"model.{m}.pretrained={checkpoints[m]}" for m in ("video", "images", "audio")]
     sets += [f"model.{m}.arch={{}}" for m in ("video", "images", "audio")]
-    sets += ["data.video.size=null", "data.images.size=null", "data.video.frames=4", "data.sensor.steps=16",
+    sets += ["data.video.size=null", "data.images.size=null", "data.video.width=null", "data.images.width=null", "data.video.frames=4", "data.sensor.steps=16",
              "model.sensor.d_model=16", "model.sensor.heads=2", "model.sensor.ff=32",
              "model.fusion.dim=32", "model.fusion.heads=4", "model.fusion.hidden=64", "model.embedding_dim=32"]  # fmt: skip
     sets += [f"{k}={v}" for k, v in overrides.items()]

@@ -21,7 +21,7 @@ def test_synthetic_weld_decodes_to_configured_shapes(synth_root, cpu_config):
         assert decoded.arrays[m].shape == shapes[m], m
         assert decoded.masks[m].all(), m
         assert np.isfinite(decoded.arrays[m]).all()
-    assert shapes["video"] == (16, 3, 64, 64) and shapes["images"] == (5, 3, 56, 56)
+    assert shapes["video"] == (16, 3, 64, 104) and shapes["images"] == (5, 3, 56, 128)  # whole frames and photos
     assert shapes["audio"] == (2, 256, 64) and shapes["sensor"] == (64, 6)
 
 
@@ -54,7 +54,7 @@ def test_torch_dataset_collates_and_standardises(synth_root, cpu_config):
     stats = ChannelStats.fit(cpu_config.data.sensor.channels, raw)
     loader = DataLoader(WeldDataset(samples[:10], list(MODALITIES), cpu_config.data, transforms, {"sensor": stats}), batch_size=5)
     batch = next(iter(loader))
-    assert batch["inputs"]["video"].shape == (5, 16, 3, 64, 64)
+    assert batch["inputs"]["video"].shape == (5, 16, 3, 64, 104)
     assert batch["mask"]["images"].dtype == torch.bool and batch["mask"]["images"].shape == (5, 5)
     sensor = torch.cat([b["inputs"]["sensor"] for b in loader])
     assert abs(float(sensor.mean())) < 0.05 and abs(float(sensor.std()) - 1) < 0.05

@@ -157,5 +157,5 @@ def test_full_preset_input_shapes_are_the_spec_shapes():
 
     config = load_config("full")
     assert input_shapes(config.data, build_transforms(config)) == {
-        "video": (32, 3, 224, 224), "images": (5, 3, 224, 224), "audio": (3, 1024, 128), "sensor": (256, 6),
+        "video": (32, 3, 224, 352), "images": (5, 3, 224, 504), "audio": (3, 1024, 128), "sensor": (256, 6),
     }  # fmt: skip

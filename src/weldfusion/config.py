@@ -57,12 +57,14 @@ class Section(BaseModel):
 
 class VideoData(Section):
     frames: Positive = 32  # sampled evenly over the whole clip
-    size: Positive | None = 224  # crop size; None = the checkpoint processor's crop size
+    size: Positive | None = 224  # frame height (crop size); None = the checkpoint processor's crop size
+    width: Positive | None = None  # whole frame resized to size x width (a patch multiple); None = centre square crop
 
 
 class ImagesData(Section):
     views: Positive = 5  # photos per weld; fewer are padded and masked
-    size: Positive | None = None  # None = the checkpoint processor's crop size
+    size: Positive | None = None  # photo height (crop size); None = the checkpoint processor's crop size
+    width: Positive | None = None  # whole photo resized to size x width (a patch multiple); None = centre square crop
     tag_box: list[float] | None = None  # [x0, y0, x1, y1] as fractions: paper-tag region to blank out
 
     @model_validator(mode="after")

@@ -30,7 +30,7 @@ class Images(BackboneSpec):
         return image_transform(config)
 
     def input_shape(self, data: DataConfig, transform: ImageTransform) -> tuple[int, ...]:
-        return (data.images.views, 3, transform.resize.crop, transform.resize.crop)
+        return (data.images.views, 3, *transform.resize.shape)
 
     def read(self, files: tuple[Path, ...], data: DataConfig, transform: ImageTransform) -> Decoded:
         return read_images(files, data.images.views, transform, transform.resize.short_edge, data.max_file_mb)

@@ -23,7 +23,7 @@ class Video(BackboneSpec):
         return video_transform(config)
 
     def input_shape(self, data: DataConfig, transform: ResizeCrop) -> tuple[int, ...]:
-        return (data.video.frames, 3, transform.crop, transform.crop)
+        return (data.video.frames, 3, *transform.shape)
 
     def read(self, files: tuple[Path, ...], data: DataConfig, transform: ResizeCrop) -> Decoded:
         d = data

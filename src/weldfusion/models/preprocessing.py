@@ -38,9 +38,11 @@ def _size(value: object) -> int | None:
     return int(value) if isinstance(value, (int, float)) else None
 
 
-def resize_crop(settings: dict, crop: int | None, default_crop: int) -> ResizeCrop:
-    """The checkpoint's resize/crop/mean/std; an explicit crop rescales the resize edge accordingly."""
-    stats = {"mean": tuple(settings.get("image_mean", IMAGENET_MEAN)), "std": tuple(settings.get("image_std", IMAGENET_STD))}
+def resize_crop(settings: dict, crop: int | None, default_crop: int, width: int | None = None) -> ResizeCrop:
+    """The checkpoint's resize/crop/mean/std; an explicit crop rescales the resize edge accordingly.
+    With `width`, the whole image is resized to (crop, width) instead of centre-cropped."""
+    stats = {"mean": tuple(settings.get("image_mean", IMAGENET_MEAN)), "std": tuple(settings.get("image_std", IMAGENET_STD)),
+             "width": width}  # fmt: skip
     checkpoint_crop = _size(settings.get("crop_size"))
     short_edge = _size(settings.get("size"))
     if crop is None and checkpoint_crop and short_edge:
@@ -54,12 +56,13 @@ PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 def video_transform(config: Config) -> ResizeCrop:
     spec = config.model.video
     arch = backbone_config(VideoEncoder.backbone_classes, spec, offline_ok=True)
-    return resize_crop(processor_settings(spec, PROCESSOR_FILES), config.data.video.size, arch.crop_size)
+    return resize_crop(processor_settings(spec, PROCESSOR_FILES), config.data.video.size, arch.crop_size, config.data.video.width)
 
 
 def image_transform(config: Config) -> ImageTransform:
     # DINOv2's processor crops 224 (its config's image_size, 518, is the pretraining grid, not the input size)
-    resize = resize_crop(processor_settings(config.model.images, PROCESSOR_FILES[1:]), config.data.images.size, 224)
+    resize = resize_crop(processor_settings(config.model.images, PROCESSOR_FILES[1:]), config.data.images.size, 224,
+                         config.data.images.width)  # fmt: skip
     return ImageTransform(resize, config.data.images.tag_box)
 
 
