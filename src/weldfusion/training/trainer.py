@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import pickle
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -37,6 +40,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
             raise InputError(f"{path}: damaged or not a weldfusion checkpoint ({str(exc).splitlines()[0]})") from None
+
+
+@contextmanager
+def noting_interrupts() -> Iterator[list[int]]:
+    """Record SIGINTs (then act as before), so that an error they caused is reported as an interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(number: int, frame: object) -> None:
+        seen.append(number)
+        if callable(previous):
+            previous(number, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class ExtendableEarlyStopping(EarlyStopping):
@@ -98,12 +124,17 @@ def train_classifier(data: RunData, resume: bool = False, devices: int = 1, num_
         plugins=[AtomicCheckpointIO()], default_root_dir=paths.root,
     )  # fmt: skip
     last = paths.checkpoints / "last.ckpt"
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
-    except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and exit status 1
-        if trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
+    with noting_interrupts() as interrupted:
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+        except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and exit status 1
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        except Exception:  # Ctrl-C inside native code (e.g. a safetensors read) surfaces as another error
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
     if trainer.is_global_zero:
         best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
         export(data, module, best)
