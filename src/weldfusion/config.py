@@ -261,7 +261,6 @@ class EvalConfig(Section):
     coreset_ratio: Annotated[float, Field(gt=0, le=1)] = 0.1  # share of the Good TRAIN tokens kept in each memory bank
     token_k: Positive = 1  # nearest bank tokens per query token
     token_quantile: Annotated[float, Field(ge=0.5, le=1)] = 1.0  # a weld's modality score: this quantile of its token scores (1 = max)
-    token_folds: Annotated[int, Field(ge=2)] = 5  # folds for the Good TRAIN welds' own (out-of-fold) token scores
     embedding_map: EmbeddingMap = "tsne"  # t-SNE falls back to PCA above 3000 welds
     batch_size: Positive = 32
 

@@ -60,7 +60,7 @@ class ModalityEncoder(nn.Module):
         self.grid = tuple(out.shape[1:4])
         length = math.prod(self.grid)
         tokens = out.new_zeros(b * items, length, out.shape[-1])
-        tokens[flat_valid] = out.reshape(len(out), length, -1)
+        tokens[flat_valid] = out.reshape(len(out), length, out.shape[-1])
         return tokens.reshape(b, items * length, -1), valid.repeat_interleave(length, dim=1)
 
     def freeze(self) -> None:

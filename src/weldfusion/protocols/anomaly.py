@@ -6,7 +6,7 @@ Nothing is trained with labels. Two scorers give each weld a score per modality:
 - `pooled`: the mean distance of its pooled features (untrained features of the one feature path,
   standardised on the Good TRAIN welds) to its k nearest Good TRAIN welds.
 Both are fitted; the configured one decides, the other is reported beside it. Per scorer, the
-scores are standardised with the Good TRAIN welds' own (leave-one-out or out-of-fold) scores, then
+scores are standardised with the Good TRAIN welds' own (leave-one-out) scores, then
 fused with weights chosen on VAL by grid search (as the paper did); a missing modality drops out of
 a weld's weighted mean. The decision threshold is the equal-error-rate point on VAL.
 """
@@ -165,7 +165,7 @@ class AnomalyProtocol(DefectProtocol):
         self.fusions["pooled"] = Fusion(self.modalities)
         self.fusions["pooled"].fit(own, self._pooled_raw(self._features(val, data.features)) if val else {}, is_defect, step)
         e = config.eval
-        self.tokens = TokenScorer(self.modalities, e.coreset_ratio, e.token_k, e.token_quantile, e.token_folds, config.seed)
+        self.tokens = TokenScorer(self.modalities, e.coreset_ratio, e.token_k, e.token_quantile, config.seed)
         own_tokens = self.tokens.fit(self._token_sets(good, data.features), data.features.device, say)
         self.fusions["tokens"] = Fusion(self.modalities)
         self.fusions["tokens"].fit(own_tokens, self.tokens.score(self._token_sets(val, data.features), data.features.device)[0]

@@ -5,8 +5,8 @@ sensor windows; `FeatureSource.tokens`) are standardised per dimension and kept 
 reduced by greedy coreset subsampling (`weldfusion.models.bank`). A query token's score is its mean
 distance to its `k` nearest bank tokens; a weld's modality score is the max (or a high quantile) of
 its tokens' scores, so one anomalous patch or moment makes the weld anomalous instead of being
-averaged away. The Good TRAIN welds' own scores, which the protocol standardises with, are computed
-out of fold (each fold against a bank built without it), as a weld's tokens would match themselves.
+averaged away. The Good TRAIN welds' own scores, which the protocol standardises with, leave the
+weld out (its own tokens are not counted among the nearest), as they would match themselves.
 
 Every token keeps its place, so each score maps back: a profile over seconds of the recording for
 modalities with a clock, and a heatmap over each photo for the others.
@@ -32,15 +32,14 @@ class TokenScorer:
     ratio: float = 0.1  # coreset share of the Good TRAIN tokens kept in each bank
     k: int = 1  # nearest bank tokens per query token
     quantile: float = 1.0  # of a weld's token scores: its modality score (1 = max)
-    folds: int = 5  # out-of-fold scores of the Good TRAIN welds
     seed: int = 0
     banks: dict[str, MemoryBank] = field(default_factory=dict)
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # per-dimension standardisation of tokens
     std: dict[str, np.ndarray] = field(default_factory=dict)
 
     def fit(self, good: TokenSets, device: torch.device | str = "cpu", say: Callable[[str], None] = print) -> dict[str, np.ndarray]:
-        """Build each modality's bank from the Good TRAIN welds' tokens; returns their out-of-fold
-        weld scores per modality (NaN where a weld has no usable token)."""
+        """Build each modality's bank from the Good TRAIN welds' tokens; returns their own weld scores
+        per modality, each against the bank without its own tokens (NaN where a weld has no usable token)."""
         own = {}
         for m in self.modalities:
             sets = good[m]
@@ -49,31 +48,23 @@ class TokenScorer:
             self.mean[m] = values.mean(0)
             std = values.std(0)
             self.std[m] = np.where(std > 1e-6, std, 1.0)
+            owners = np.concatenate([np.full(len(sets[i]), i) for i in usable])
+            bank = self.banks[m] = MemoryBank.build(self._standardise(m, values), owners, self.ratio, self.seed, device)
             own[m] = np.full(len(sets), np.nan)
-            fold_of = np.random.default_rng(self.seed).permutation(len(usable)) % min(self.folds, len(usable))
-            for fold in np.unique(fold_of):
-                inside = [usable[j] for j in np.flatnonzero(fold_of != fold)]
-                bank = self._bank(m, [sets[i] for i in inside], device)
-                for j in np.flatnonzero(fold_of == fold):
-                    own[m][usable[j]] = self.pool(bank.distances(self._standardise(m, sets[usable[j]]), self.k, device))
-            self.banks[m] = self._bank(m, [sets[i] for i in usable], device)
-            bank = self.banks[m]
+            for i in usable:
+                own[m][i] = self.pool(bank.distances(self._standardise(m, sets[i].values), self.k, device, exclude=i))
             say(f"{m}: bank of {len(bank.tokens)} of {bank.total} Good tokens ({bank.nbytes / 2**20:.1f} MiB, "
                 f"coreset radius {bank.radius:.3g})")  # fmt: skip
         return own
 
-    def _bank(self, modality: str, sets: list[TokenSet], device: torch.device | str) -> MemoryBank:
-        values = np.concatenate([self._standardise(modality, s) for s in sets])
-        return MemoryBank.build(values, self.ratio, self.seed, device)
-
-    def _standardise(self, modality: str, token_set: TokenSet) -> np.ndarray:
-        return ((token_set.values - self.mean[modality]) / self.std[modality]).astype(np.float32)
+    def _standardise(self, modality: str, values: np.ndarray) -> np.ndarray:
+        return ((values - self.mean[modality]) / self.std[modality]).astype(np.float32)
 
     def pool(self, token_scores: np.ndarray) -> float:
         return float(np.quantile(token_scores, self.quantile)) if len(token_scores) else np.nan
 
     def token_scores(self, modality: str, token_set: TokenSet, device: torch.device | str = "cpu") -> np.ndarray:
-        return self.banks[modality].distances(self._standardise(modality, token_set), self.k, device)
+        return self.banks[modality].distances(self._standardise(modality, token_set.values), self.k, device)
 
     def score(self, sets: TokenSets, device: torch.device | str = "cpu") -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
         """Raw modality scores per weld (NaN where unusable), and per weld each modality's token scores."""
@@ -92,20 +83,22 @@ class TokenScorer:
         out = {}
         for m in self.modalities:
             out[f"{m}.bank"] = self.banks[m].tokens
+            out[f"{m}.owners"] = self.banks[m].owners
             out[f"{m}.token_mean"] = torch.from_numpy(self.mean[m].astype(np.float32))
             out[f"{m}.token_std"] = torch.from_numpy(self.std[m].astype(np.float32))
         return out
 
     def settings(self) -> dict:
-        return {"ratio": self.ratio, "k": self.k, "quantile": self.quantile, "folds": self.folds, "seed": self.seed,
+        return {"ratio": self.ratio, "k": self.k, "quantile": self.quantile, "seed": self.seed,
                 "banks": {m: {"kept": len(b.tokens), "total": b.total, "radius": b.radius} for m, b in self.banks.items()}}  # fmt: skip
 
     @classmethod
     def restore(cls, modalities: list[str], settings: dict, arrays: dict[str, np.ndarray]) -> TokenScorer:
-        scorer = cls(modalities, settings["ratio"], settings["k"], settings["quantile"], settings["folds"], settings["seed"])
+        scorer = cls(modalities, settings["ratio"], settings["k"], settings["quantile"], settings["seed"])
         for m in modalities:
             info = settings["banks"][m]
-            scorer.banks[m] = MemoryBank(torch.from_numpy(arrays[f"{m}.bank"].astype(np.float32)), info["radius"], info["total"])
+            scorer.banks[m] = MemoryBank(torch.from_numpy(arrays[f"{m}.bank"].astype(np.float32)),
+                                         torch.from_numpy(arrays[f"{m}.owners"].astype(np.int64)), info["radius"], info["total"])  # fmt: skip
             scorer.mean[m], scorer.std[m] = arrays[f"{m}.token_mean"], arrays[f"{m}.token_std"]
         return scorer
 
