@@ -49,12 +49,24 @@ def test_token_scorer_scores_are_the_max_over_tokens_of_standardised_distances()
     for i in range(5):  # each Good weld against the others' tokens only
         mine, others = z[6 * i : 6 * i + 6], np.delete(z, np.s_[6 * i : 6 * i + 6], axis=0)
         expected = max(np.sqrt(((others - t) ** 2).sum(1)).min() for t in mine)
-        assert own[i] == pytest.approx(expected, rel=1e-4)
+        assert own[i].max() == pytest.approx(expected, rel=1e-4)
     query = token_set(rng.normal(size=(6, 4)) * 3, np.ones(6, bool), (6, 1, 1), np.array([[0.0, 3.0]]))
-    raw, per_token = scorer.score({"sensor": [query, None]})
+    per_token = scorer.score_tokens({"sensor": [query, None]})
+    raw = scorer.pooled(per_token)
     expected = [np.sqrt(((z - t) ** 2).sum(1)).min() for t in (query.values - values.mean(0)) / values.std(0)]
-    np.testing.assert_allclose(per_token[0]["sensor"], expected, rtol=1e-4)
+    np.testing.assert_allclose(per_token["sensor"][0], expected, rtol=1e-4)
     assert raw["sensor"][0] == pytest.approx(max(expected), rel=1e-4) and np.isnan(raw["sensor"][1])
+
+
+def test_the_weld_score_quantile_is_chosen_per_modality_on_val():
+    scorer = TokenScorer(["video", "audio"], quantiles=[1.0, 0.5])
+    good, bad = [np.array([0.0, 0.0, 0.0, 9.0])] * 3, [np.array([1.0, 1.0, 1.0, 1.0])] * 3  # one outlier token per Good weld
+    tried = scorer.choose({"video": good + bad, "audio": bad + good}, np.array([False] * 3 + [True] * 3))
+    assert scorer.quantile == {"video": 0.5, "audio": 1.0}  # the median separates; the max would rank them backwards
+    assert tried["video"] == {"1.0": 0.0, "0.5": 1.0}
+    assert scorer.choose({"video": good, "audio": good}, np.zeros(3, bool)) == {"video": {"1.0": None, "0.5": None},
+                                                                                "audio": {"1.0": None, "0.5": None}}
+    assert scorer.quantile == {"video": 1.0, "audio": 1.0}
 
 
 def test_coreset_covers_better_as_it_grows_and_is_deterministic():
