@@ -124,13 +124,15 @@ def test_prediction_on_an_accelerator(run, synth_root, request):
 
 
 def close(a: object, b: object, tolerance: float = 2e-4) -> bool:
-    """Equal JSON-like values, floats (rounded to 4 digits by predict) within `tolerance`."""
+    """Equal JSON-like values, floats (rounded to 4 digits by predict) within `tolerance`, relative above 1
+    (standardised token scores reach ~50, where float32 distances differ in the 5th digit between faiss
+    and torch's search)."""
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(close(a[k], b[k], tolerance) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(close(x, y, tolerance) for x, y in zip(a, b))
     if isinstance(a, float) and isinstance(b, float):
-        return abs(a - b) <= tolerance
+        return abs(a - b) <= tolerance * max(1.0, abs(a))
     return a == b
 
 
