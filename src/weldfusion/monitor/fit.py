@@ -26,7 +26,7 @@ from weldfusion.models.devices import resolve_device
 from weldfusion.monitor.alerts import alerts, choose_threshold, levels_of
 from weldfusion.monitor.model import FOLDER, MonitorModel, as_tensor, standardisation
 from weldfusion.monitor.replay import replay
-from weldfusion.monitor.session import Event, WeldSession, anomaly_run
+from weldfusion.monitor.session import WeldSession, anomaly_run
 from weldfusion.monitor.tokens import WindowEncoder
 from weldfusion.protocols.anomaly import AnomalyProtocol
 from weldfusion.runs import Run, load_run_data, load_standardisation, locked
@@ -110,10 +110,10 @@ def choose_alert_threshold(model: MonitorModel, val: list[Sample], run: Run, enc
     settings = model.settings
     fused: list[tuple[int, list[float]]] = []
     for sample in val:
-        events: list[Event] = []
         session = WeldSession(sample.key, run.config, encoder, model.modalities, model.score, model.weights, np.inf)
-        replay(session, sample, run.config, emit=events.extend)
-        fused.append((sample.label, [e["score"] for e in events if e["type"] == "window"]))
+        session.trace = []
+        replay(session, sample, run.config)
+        fused.append((sample.label, session.trace))
     good = [scores for label, scores in fused if label == GOOD]
     defects = [scores for label, scores in fused if label != GOOD]
     k, m = settings.alert_k, settings.alert_m

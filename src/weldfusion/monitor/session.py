@@ -93,6 +93,7 @@ class WeldSession:
         self.problems = 0
         self.windows = 0
         self.finished = False
+        self.trace: list[float] | None = None  # when a list: every fused score, unrounded (fitting the threshold)
 
     # -- chunks ----------------------------------------------------------------------------------
     def video(self, t: float, frame: np.ndarray) -> list[Event]:
@@ -185,6 +186,8 @@ class WeldSession:
             return []
         z = {m: v[2] for m, v in fresh.items()}
         score = fuse(z, self.weights, self.settings.fusion)
+        if self.trace is not None:
+            self.trace.append(score)
         level, fired = self.rule.update(score)
         self.windows += 1
         self.level = max(self.level, level if np.isfinite(level) else score)
