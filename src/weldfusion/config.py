@@ -30,7 +30,6 @@ SENSOR_CHANNELS: tuple[str, ...] = (
 )
 
 Metric = Literal["cosine", "euclidean", "manhattan"]
-Aggregate = Literal["mean", "max", "concat"]
 FusionKind = Literal["cross_attention", "simple"]
 Positions = Literal["learned", "sinusoidal"]
 Optimizer = Literal["adamw", "adam", "sgd"]
@@ -39,6 +38,7 @@ Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
 CacheDtype = Literal["float16", "bfloat16", "float32"]
 EmbeddingMap = Literal["tsne", "pca"]
 Accelerator = Literal["auto", "cpu", "gpu"]
+AnomalyScorer = Literal["tokens", "pooled"]
 
 Positive = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
@@ -119,8 +119,8 @@ class EncoderConfig(Section):
     freeze: bool = True
     unfreeze_last: NonNegative = 0  # with freeze: also train the last k transformer blocks
     init_seed: int = 0  # random init only
-    pool_tokens: Positive | None = None  # average-pool each clip/view's tokens to this many (keeps the cache small)
-    aggregate: Aggregate = "mean"  # images: how views combine
+    pool_grid: Annotated[list[Positive], Field(min_length=3, max_length=3)] | None = None  # [time, height, width]: each
+    # clip/view's token grid average-pooled to at most this size (bounds the cache); None keeps every token
 
 
 class SensorEncoderConfig(Section):
@@ -257,6 +257,11 @@ class EvalConfig(Section):
     anomaly_k: Positive = 5  # neighbours among the Good TRAIN welds for the anomaly score
     anomaly_metric: Metric = "euclidean"  # distances of standardised features: magnitude matters (cosine ignores it)
     weight_step: Annotated[float, Field(ge=0.05, le=1)] = 0.1  # grid step of the per-modality fusion weights chosen on VAL
+    anomaly_scorer: AnomalyScorer = "tokens"  # tokens: each token's distance to a memory bank of Good tokens; pooled: whole welds
+    coreset_ratio: Annotated[float, Field(gt=0, le=1)] = 0.1  # share of the Good TRAIN tokens kept in each memory bank
+    token_k: Positive = 1  # nearest bank tokens per query token
+    token_quantile: Annotated[float, Field(ge=0.5, le=1)] = 1.0  # a weld's modality score: this quantile of its token scores (1 = max)
+    token_folds: Annotated[int, Field(ge=2)] = 5  # folds for the Good TRAIN welds' own (out-of-fold) token scores
     embedding_map: EmbeddingMap = "tsne"  # t-SNE falls back to PCA above 3000 welds
     batch_size: Positive = 32
 

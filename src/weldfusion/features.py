@@ -17,11 +17,13 @@ import torch
 
 from weldfusion.config import Config
 from weldfusion.data.dataset import Standardisation, Transforms, WeldDataset, decode_modality
+from weldfusion.data.readers import Decoded
 from weldfusion.data.samples import Sample
 from weldfusion.data.transforms import ChannelStats
 from weldfusion.errors import ModalityError
 from weldfusion.models.cache import CachedDataset, fill_cache, frozen_modalities, open_stores
 from weldfusion.models.devices import resolve_device
+from weldfusion.models.layout import TokenSet
 from weldfusion.registry import MODALITIES
 
 
@@ -78,7 +80,7 @@ class FeatureSource:
         for modality in self.config.model.modalities:
             spec = MODALITIES.get(modality)
             if spec.standardised:
-                values = [v for v, _ in self._decoded(samples, modality) if v is not None]
+                values = [d.value for d, _ in self._decoded(samples, modality) if d is not None]
                 channels = spec.channels(self.config.data, values[0].shape[-1]) if values else []
                 out[modality] = ChannelStats.fit(channels, values, f"{modality} data")
         return out
@@ -88,18 +90,28 @@ class FeatureSource:
         spec = MODALITIES.get(modality)
         if modality in self.stores:
             entries = [self.stores[modality].load(s) for s in samples]
-            rows = [spec.untrained_features(tokens, valid, None) for tokens, valid, _ in entries]
-            return stack(rows, [problem or "no valid token" for _, _, problem in entries])
+            rows = [spec.untrained_features(e.tokens, e.valid, None) for e in entries]
+            return stack(rows, [e.problem or "no valid token" for e in entries])
         decoded = self._decoded(samples, modality)
-        return stack([spec.untrained_features(None, None, value) for value, _ in decoded], [why for _, why in decoded])
+        return stack([spec.untrained_features(None, None, d.value if d else None) for d, _ in decoded], [why for _, why in decoded])
 
-    def _decoded(self, samples: list[Sample], modality: str) -> list[tuple[np.ndarray | None, str]]:
-        out: list[tuple[np.ndarray | None, str]] = []
+    def tokens(self, samples: list[Sample], modality: str) -> tuple[list[TokenSet | None], list[str]]:
+        """Each weld's tokens of `modality` with their places (None where unusable), and why not."""
+        spec = MODALITIES.get(modality)
+        if modality in self.stores:
+            entries = [self.stores[modality].load(s) for s in samples]
+            sets = [spec.tokens(e, None) for e in entries]
+            return sets, ["" if t is not None else e.problem or "no valid token" for t, e in zip(sets, entries)]
+        decoded = self._decoded(samples, modality)
+        return [spec.tokens(None, d) if d else None for d, _ in decoded], [why for _, why in decoded]
+
+    def _decoded(self, samples: list[Sample], modality: str) -> list[tuple[Decoded | None, str]]:
+        out: list[tuple[Decoded | None, str]] = []
         for sample in samples:
             try:
                 if not sample.available(modality):
                     raise ModalityError(sample.folder, sample.missing.get(modality, "not available"))
-                out.append((decode_modality(sample, modality, self.config.data, self.transforms).value, ""))
+                out.append((decode_modality(sample, modality, self.config.data, self.transforms), ""))
             except ModalityError as exc:
                 out.append((None, str(exc)))
         return out

@@ -29,6 +29,7 @@ Standardisation = dict[str, ChannelStats]  # modality -> training-split statisti
 class SampleInputs:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # True = valid item (frame clip, view, clip, log)
+    spans: dict[str, np.ndarray] = field(default_factory=dict)  # (items, 2) seconds each item covers; NaN: no clock
     problems: dict[str, str] = field(default_factory=dict)  # modality -> why it is masked
     notes: dict[str, list[str]] = field(default_factory=dict)
 
@@ -59,6 +60,7 @@ def decode_sample(sample: Sample, modalities: list[str], data: DataConfig, trans
         except ModalityError as exc:
             out.arrays[modality] = np.zeros(spec.input_shape(data, transforms[modality]), np.float32)
             out.masks[modality] = np.zeros(spec.items(data), bool)
+            out.spans[modality] = np.full((spec.items(data), 2), np.nan, np.float32)
             out.problems[modality] = str(exc)
             continue
         value = decoded.value
@@ -66,6 +68,8 @@ def decode_sample(sample: Sample, modalities: list[str], data: DataConfig, trans
             value = stats[modality].apply(value)
         out.arrays[modality] = value
         out.masks[modality] = decoded.valid if decoded.valid is not None else np.ones(spec.items(data), bool)
+        nan = np.full((spec.items(data), 2), np.nan)
+        out.spans[modality] = (decoded.span if decoded.span is not None else nan).astype(np.float32)
         if decoded.notes:
             out.notes[modality] = decoded.notes
     return out
@@ -94,5 +98,6 @@ class WeldDataset(Dataset):
             "label": sample.label,
             "inputs": {m: torch.from_numpy(a) for m, a in decoded.arrays.items()},
             "mask": {m: torch.from_numpy(k) for m, k in decoded.masks.items()},
+            "span": {m: torch.from_numpy(k) for m, k in decoded.spans.items()},
             "problems": {m: decoded.problems.get(m, "") for m in self.modalities},
         }

@@ -31,6 +31,9 @@ from weldfusion.errors import ModalityError
 
 MIN_AUDIO_SECONDS = 0.1
 MIN_SENSOR_ROWS = 2
+DEFAULT_FPS = 30.0  # the real videos' rate, for a header without one
+SENSOR_RATE = 8.6  # rows per second of the real logs, for a log without usable timestamps
+TIME_FORMATS = ("%m-%d-%y %H:%M:%S.%f", "%m/%d/%Y %H:%M:%S.%f", "%m-%d-%y %H:%M:%S", "%m/%d/%Y %H:%M:%S")
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Decoded:
     value: np.ndarray
     notes: list[str] = field(default_factory=list)  # non-fatal findings, reported but not masked
     valid: np.ndarray | None = None  # per-item validity for multi-item modalities (image views)
+    span: np.ndarray | None = None  # (items, 2): each item's start and end, seconds from the start of the recording
 
 
 def check_size(path: Path, max_mb: int) -> None:
@@ -81,7 +85,7 @@ def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], 
     """
     threads = threads or decode_threads()
     truncated = _sniff_avi(path, max_mb)
-    count = _header_frames(path)
+    count, fps = _header(path)
     if count > max_frames:
         raise ModalityError(path, f"header claims {count} frames, above the {max_frames} bound (data.max_video_frames)")
     if count <= 0:
@@ -89,15 +93,16 @@ def read_video(path: Path, frames: int, frame_transform: Callable[[np.ndarray], 
     indices = evenly_spaced(count, frames)
     selected = _decode_gops(path, indices, frame_transform, threads) if seek and not truncated else None
     if selected is not None:
-        return Decoded(np.stack(selected))
+        return Decoded(np.stack(selected), span=frame_span(indices, fps))
     selected, decoded = _decode_selected(path, indices, frame_transform, threads)
     notes = []
     if decoded < count:
         if decoded == 0:
             raise ModalityError(path, "no decodable frame (truncated or not a video)")
         notes.append(f"truncated: header says {count} frames, {decoded} decode; resampled over those")
-        selected, _ = _decode_selected(path, evenly_spaced(decoded, frames), frame_transform, threads)
-    return Decoded(np.stack(selected), notes)
+        indices = evenly_spaced(decoded, frames)
+        selected, _ = _decode_selected(path, indices, frame_transform, threads)
+    return Decoded(np.stack(selected), notes, span=frame_span(indices, fps))
 
 
 def _sniff_avi(path: Path, max_mb: int) -> str | None:
@@ -111,12 +116,19 @@ def _sniff_avi(path: Path, max_mb: int) -> str | None:
     return f"truncated: {size} of the {declared} bytes its AVI header declares" if size < declared else None
 
 
-def _header_frames(path: Path) -> int:
+def _header(path: Path) -> tuple[int, float]:
+    """Frame count and frame rate (DEFAULT_FPS where the header gives none) from the header."""
     capture = _open(path, threads=1)
     try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), fps if 0 < fps < 1000 else DEFAULT_FPS
     finally:
         capture.release()
+
+
+def frame_span(indices: np.ndarray, fps: float) -> np.ndarray:
+    """(1, 2): from the first selected frame's start to the last one's end, in seconds."""
+    return np.array([[indices[0] / fps, (indices[-1] + 1) / fps]])
 
 
 def probe_video(path: Path, max_mb: int = 2048, max_frames: int = 20000) -> list[str]:
@@ -341,7 +353,8 @@ def read_sensor(path: Path, settings: SensorData, max_mb: int = 2048) -> Decoded
     if absent:
         raise ModalityError(path, f"missing column(s) {', '.join(absent)} (header: {','.join(rows[0])[:200]})")
     columns = [header.index(c) for c in settings.channels]
-    cells = [[row[i] if i < len(row) else "" for i in columns] for row in rows[1:] if any(cell.strip() for cell in row)]
+    kept = [row for row in rows[1:] if any(cell.strip() for cell in row)]
+    cells = [[row[i] if i < len(row) else "" for i in columns] for row in kept]
     values = pd.DataFrame(cells, columns=settings.channels, dtype=str).apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
     if len(values) < MIN_SENSOR_ROWS:
         raise ModalityError(path, f"only {len(values)} data row(s)")
@@ -361,13 +374,37 @@ def read_sensor(path: Path, settings: SensorData, max_mb: int = 2048) -> Decoded
             notes.append(f"{broken} non-finite or out-of-bounds cell(s) (data.sensor.limits) interpolated")
         values = values.interpolate(limit_direction="both")
     array = values.to_numpy(dtype=np.float64)
+    times, note = row_times(header, kept)
+    notes += [note] if note else []
+    first, last = 0, len(array) - 1
     if settings.crop_to_arc:
         on = np.flatnonzero(array[:, settings.channels.index(settings.current_channel)] > settings.arc_threshold)
         if len(on) >= MIN_SENSOR_ROWS:
-            array = array[on[0] : on[-1] + 1]
+            first, last = on[0], on[-1]
         else:
             notes.append(f"no arc-on rows ({settings.current_channel} never > {settings.arc_threshold:g}); whole log used")
-    return Decoded(resample_rows(array, settings.steps).astype(np.float32), notes)
+    span = np.array([[times[first], times[last]]])
+    return Decoded(resample_rows(array[first : last + 1], settings.steps).astype(np.float32), notes, span=span)
+
+
+def row_times(header: list[str], rows: list[list[str]]) -> tuple[np.ndarray, str | None]:
+    """Seconds from the first row: the Date and Time columns where they parse and never go back, else
+    the row index at the median interval of the timestamps (or at SENSOR_RATE), with a note."""
+    stamps = None
+    if "Date" in header and "Time" in header:
+        d, t = header.index("Date"), header.index("Time")
+        text = pd.Series([f"{r[d].strip()} {r[t].strip()}" if max(d, t) < len(r) else "" for r in rows])
+        for fmt in TIME_FORMATS:
+            parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+            if parsed.notna().all():
+                stamps = (parsed - parsed.iloc[0]).dt.total_seconds().to_numpy()
+                break
+    if stamps is not None and len(stamps) > 1 and np.all(np.diff(stamps) >= 0) and stamps[-1] > 0:
+        return stamps, None
+    steps = np.diff(stamps) if stamps is not None else np.zeros(0)
+    interval = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1 / SENSOR_RATE
+    why = "not monotonic" if stamps is not None else "missing or unreadable"
+    return np.arange(len(rows)) * interval, f"timestamps {why}; times by row index at {1 / interval:.3g} rows/s"
 
 
 def _csv_rows(path: Path, max_fields: int, max_rows: int) -> list[list[str]]:

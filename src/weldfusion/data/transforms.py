@@ -186,10 +186,18 @@ class AudioTransform:
         """Samples per clip: exactly `max_length` fbank frames."""
         return (self.extractor.max_length - 1) * FBANK_HOP + FBANK_WINDOW
 
+    def starts(self, samples: int) -> np.ndarray:
+        """First sample of each clip: spread evenly, the first at 0 and the last ending with the recording."""
+        return np.linspace(0, max(samples - self.window, 0), self.clips).round().astype(int)
+
+    def spans(self, samples: int) -> np.ndarray:
+        """(clips, 2) seconds each clip's fbank covers (a clip longer than the recording is zero-padded)."""
+        starts = self.starts(samples)
+        return np.stack([starts, starts + self.window], axis=1) / self.extractor.sampling_rate
+
     def __call__(self, wave: np.ndarray) -> np.ndarray:
         ex = self.extractor
-        starts = np.linspace(0, max(len(wave) - self.window, 0), self.clips).round().astype(int)
-        clips = torch.from_numpy(np.stack([wave[s : s + self.window] for s in starts], dtype=np.float64))
+        clips = torch.from_numpy(np.stack([wave[s : s + self.window] for s in self.starts(len(wave))], dtype=np.float64))
         with one_torch_thread():
             fbank = self.log_mel(clips)  # at most max_length frames: a clip is at most `window` long
         fbank = torch.nn.functional.pad(fbank, (0, 0, 0, ex.max_length - fbank.shape[1]))  # AST pads with 0, then normalises

@@ -32,6 +32,7 @@ class Audio(BackboneSpec):
 
     def read(self, files: tuple[Path, ...], data: DataConfig, transform: AudioTransform) -> Decoded:
         decoded = read_audio(files[0], data.audio.sample_rate, data.audio.max_seconds, data.max_file_mb)
+        decoded.span = transform.spans(len(decoded.value))
         decoded.value = transform(decoded.value)
         return decoded
 

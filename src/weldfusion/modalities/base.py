@@ -18,7 +18,9 @@ from weldfusion.config import Config, DataConfig, EncoderConfig
 from weldfusion.data.readers import Decoded
 from weldfusion.errors import InputError
 from weldfusion.models.backbones import backbone_config, identity
+from weldfusion.models.cache import Entry
 from weldfusion.models.encoders import BackboneEncoder, ModalityEncoder
+from weldfusion.models.layout import TokenSet, token_set
 
 
 class ModalitySpec:
@@ -106,6 +108,13 @@ class ModalitySpec:
         """One weld's representation without any training (per-modality figures, pooled anomaly
         scorer): by default the mean and std of its frozen encoder's valid tokens."""
         return pool_statistics(tokens, valid) if tokens is not None and valid is not None else None
+
+    def tokens(self, entry: Entry | None, decoded: Decoded | None) -> TokenSet | None:
+        """One weld's tokens with their places, for the token-level scorer: by default the frozen
+        encoder's stored tokens (`entry`); modalities without one derive them from `decoded`."""
+        if entry is None:
+            return None
+        return token_set(entry.tokens.float().numpy(), entry.valid.numpy(), entry.grid, entry.span.numpy())
 
     # -- synthetic data ------------------------------------------------------------------------
     def render(self, folder: Path, part: str, label: int, seconds: float, rng: np.random.Generator) -> None:

@@ -5,7 +5,8 @@ Untrained features (per-modality figures, pooled anomaly scorer): no pretrained 
 a network trained on Good welds alone would have to invent its target, so robust arc-on statistics
 per channel are used: median, interquartile range, 10th and 90th percentiles and roughness (median
 absolute step). They measure what the welder controls, ignore the arc-off margins and a few bad
-cells, and need no labels.
+cells, and need no labels. The token-level scorer sees windows of the log instead (an eighth of
+the steps each, half overlapping): per channel their mean, standard deviation and roughness.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import torch
 
 from weldfusion.config import Config, DataConfig, SensorData, SensorEncoderConfig
 from weldfusion.data.readers import Decoded, read_sensor
+from weldfusion.models.cache import Entry
 from weldfusion.models.encoders import SensorEncoder
+from weldfusion.models.layout import TokenSet
 from weldfusion.modalities.base import ModalitySpec
 
 
@@ -50,9 +53,26 @@ class Sensor(ModalitySpec):
                            ) -> np.ndarray | None:  # fmt: skip
         return None if value is None else robust_statistics(value.astype(np.float64))
 
+    def tokens(self, entry: Entry | None, decoded: Decoded | None) -> TokenSet | None:
+        return None if decoded is None else windows(decoded.value.astype(np.float64), decoded.span)
+
 
 def robust_statistics(log: np.ndarray) -> np.ndarray:
     """(steps, channels) arc-on log in raw units -> (channels * 5,) robust statistics."""
     q10, q25, q50, q75, q90 = np.percentile(log, [10, 25, 50, 75, 90], axis=0)
     roughness = np.median(np.abs(np.diff(log, axis=0)), axis=0)
     return np.concatenate([q50, q75 - q25, q10, q90, roughness])
+
+
+def windows(log: np.ndarray, span: np.ndarray | None) -> TokenSet:
+    """(steps, channels) arc-on log -> a token per window (an eighth of the steps, hop half of it): per
+    channel the mean, std and mean absolute step; its time is the window's centre within `span`."""
+    steps = len(log)
+    width = max(2, steps // 8)
+    starts = np.arange(0, steps - width + 1, max(1, width // 2))
+    parts = np.stack([log[s : s + width] for s in starts])
+    values = np.concatenate([parts.mean(1), parts.std(1), np.abs(np.diff(parts, axis=1)).mean(1)], axis=1)
+    centre = (starts + width / 2) / steps
+    start, end = span[0] if span is not None else (np.nan, np.nan)
+    n = len(starts)
+    return TokenSet(values.astype(np.float32), np.zeros(n, int), start + centre * (end - start), np.full(n, 0.5), centre, (n, 1, 1))

@@ -1,7 +1,9 @@
 """Frozen encoders' outputs, computed once per weld and kept: on disk (the feature cache) or in memory.
 
 Layout on disk: `<cache dir>/<modality>-<encoder digest>/<sample digest>.safetensors`, holding
-`tokens` (N, D) in the configured dtype and `valid` (N,). The encoder digest covers everything the
+`tokens` (N, D) in the configured dtype, `valid` (N,), and where the tokens lie: `grid` (each item's
+time x height x width) and `span` (items, 2: seconds of the recording each item covers, NaN for
+photos); `weldfusion.models.layout` maps them back to moments and places. The encoder digest covers everything the
 modality's spec names in `cache_identity` (backbone source and weights, encoder options,
 preprocessing, dtype); the sample digest covers SUBDIRS and the fingerprints of that modality's
 files. Changing any of them invalidates exactly the affected entries. An unusable modality is stored
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 from pathlib import Path
 
 import torch
@@ -35,12 +38,20 @@ from weldfusion.data.samples import Sample
 from weldfusion.errors import InputError
 from weldfusion.io import write_atomic, write_json_atomic
 from weldfusion.models.backbones import digest, file_fingerprint
+from weldfusion.models.encoders import Grid
 from weldfusion.models.devices import autocast, loader_workers, pin_memory
 from weldfusion.models.model import build_encoder
 from weldfusion.registry import MODALITIES
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-Entry = tuple[torch.Tensor, torch.Tensor, str]  # tokens, valid, problem
+
+
+class Entry(NamedTuple):
+    tokens: torch.Tensor  # (N, D), items one after another, each in grid order
+    valid: torch.Tensor  # (N,) bool
+    problem: str  # why the modality is masked ("" when usable)
+    grid: Grid  # each item's token grid: time x height x width
+    span: torch.Tensor  # (items, 2) float32 seconds each item covers
 
 
 def cache_root(config: Config) -> Path:
@@ -65,8 +76,9 @@ class MemoryStore:
     def has(self, sample: Sample) -> bool:
         return sample.key in self._entries
 
-    def store(self, sample: Sample, tokens: torch.Tensor, valid: torch.Tensor, problem: str = "") -> None:
-        self._entries[sample.key] = (tokens.detach().to("cpu", self.dtype).clone(), valid.detach().cpu().bool().clone(), problem)
+    def store(self, sample: Sample, entry: Entry) -> None:
+        self._entries[sample.key] = Entry(entry.tokens.detach().to("cpu", self.dtype).clone(), entry.valid.detach().cpu().bool().clone(),
+                                          entry.problem, tuple(entry.grid), entry.span.detach().cpu().float().clone())  # fmt: skip
 
     def load(self, sample: Sample) -> Entry:
         return self._entries[sample.key]
@@ -101,11 +113,12 @@ class FeatureCache(MemoryStore):
     def has(self, sample: Sample) -> bool:
         return self.path(sample).is_file()
 
-    def store(self, sample: Sample, tokens: torch.Tensor, valid: torch.Tensor, problem: str = "") -> None:
+    def store(self, sample: Sample, entry: Entry) -> None:
         if not (self.folder / "identity.json").is_file():
             write_json_atomic(self.folder / "identity.json", self.identity)
-        tensors = {"tokens": tokens.detach().to("cpu", self.dtype).contiguous(), "valid": valid.detach().cpu().to(torch.uint8)}
-        metadata = {"sample": sample.key, "problem": problem}
+        tensors = {"tokens": entry.tokens.detach().to("cpu", self.dtype).contiguous(), "valid": entry.valid.detach().cpu().to(torch.uint8),
+                   "grid": torch.tensor(entry.grid, dtype=torch.int64), "span": entry.span.detach().cpu().float().contiguous()}  # fmt: skip
+        metadata = {"sample": sample.key, "problem": entry.problem}
         path = self.path(sample)
         (self.folder / ".locks").mkdir(exist_ok=True)
         with FileLock(self.folder / ".locks" / f"{path.stem}.lock"):
@@ -117,7 +130,8 @@ class FeatureCache(MemoryStore):
         path = self.path(sample)
         try:
             with safe_open(str(path), framework="pt") as f:
-                return f.get_tensor("tokens"), f.get_tensor("valid").bool(), (f.metadata() or {}).get("problem", "")
+                return Entry(f.get_tensor("tokens"), f.get_tensor("valid").bool(), (f.metadata() or {}).get("problem", ""),
+                             tuple(f.get_tensor("grid").tolist()), f.get_tensor("span"))  # fmt: skip
         except FileNotFoundError:
             raise InputError(f"{path}: no cache entry for {sample.key} (under multi-node DDP, cache.dir must be a folder "
                              "every node sees)") from None  # fmt: skip
@@ -167,7 +181,8 @@ def encode(todo: list[Sample], modality: str, store: MemoryStore, config: Config
                                     batch["mask"][modality].to(device, non_blocking=True))  # fmt: skip
             tokens, valid = tokens.to("cpu", store.dtype), valid.cpu()  # one transfer per batch
             for row, index in enumerate(batch["index"].tolist()):
-                store.store(todo[index], tokens[row], valid[row], batch["problems"][modality][row])
+                entry = Entry(tokens[row], valid[row], batch["problems"][modality][row], encoder.grid, batch["span"][modality][row])
+                store.store(todo[index], entry)
             done += len(batch["index"])
             if progress:
                 progress(modality, done, len(todo))
@@ -188,5 +203,6 @@ class CachedDataset(Dataset):
         sample = self.live.samples[index]
         item["tokens"], item["token_mask"] = {}, {}
         for modality, store in self.stores.items():
-            item["tokens"][modality], item["token_mask"][modality], item["problems"][modality] = store.load(sample)
+            entry = store.load(sample)
+            item["tokens"][modality], item["token_mask"][modality], item["problems"][modality] = entry.tokens, entry.valid, entry.problem
         return item

@@ -3,7 +3,13 @@
 `encoder(x, valid) -> (tokens (B, N, D), token_valid (B, N))`, where `valid` marks the usable items
 of each sample (video: (B, 1); photo views: (B, V); audio clips: (B, C); sensor log: (B, 1)).
 Only valid items go through the backbone; invalid ones come out as masked zero tokens, so a
-masked value can never reach the fusion. `pool_tokens` average-pools each item's tokens.
+masked value can never reach the fusion.
+
+Tokens keep their layout: each item's tokens form a (time, height, width) grid (video: tubelets x
+patch rows x patch columns; a photo: 1 x rows x columns; an audio clip: time x frequency x 1; the
+sensor log: steps x 1 x 1), without class or distillation tokens, laid out item by item in grid
+order, so every token maps back to a moment and a place (`encoder.grid` after a call). `pool_grid`
+averages neighbouring tokens within the grid (never across items) down to a configured size.
 """
 
 from __future__ import annotations
@@ -19,42 +25,43 @@ from transformers import ASTConfig, ASTModel, Dinov2Config, Dinov2Model, VJEPA2C
 
 from weldfusion.models.backbones import Backbone, load_backbone
 
+Grid = tuple[int, int, int]  # one item's tokens: time x height x width
 
-def pool_tokens(tokens: torch.Tensor, size: int | None) -> torch.Tensor:
-    """(n, L, D) -> (n, size, D) by adaptive average pooling along the sequence (None: unchanged)."""
-    if size is None or tokens.shape[1] <= size:
+
+def pool_grid(tokens: torch.Tensor, size: list[int] | None) -> torch.Tensor:
+    """(n, t, h, w, D) -> (n, t', h', w', D) by adaptive average pooling of each axis to at most `size`."""
+    target = tuple(min(have, want) for have, want in zip(tokens.shape[1:4], size)) if size else tokens.shape[1:4]
+    if target == tuple(tokens.shape[1:4]):
         return tokens
-    return F.adaptive_avg_pool1d(tokens.transpose(1, 2), size).transpose(1, 2)
+    return F.adaptive_avg_pool3d(tokens.permute(0, 4, 1, 2, 3), target).permute(0, 2, 3, 4, 1)
 
 
 class ModalityEncoder(nn.Module):
-    """Shared plumbing: run `embed_items` on the valid items only, then lay tokens out per sample."""
+    """Shared plumbing: run `embed_items` on the valid items only, pool their grids, lay tokens out per sample."""
 
     output_dim: int
+    pool: list[int] | None = None
+    grid: Grid = (1, 1, 1)  # the grid of each item's tokens in the last call's output
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
-        """(n, *item shape) -> (n, L, D) for valid items."""
+        """(n, *item shape) -> (n, t, h, w, D) for valid items."""
         raise NotImplementedError
 
-    def combine(self, tokens: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, items, L, D) + (B, items) -> (B, N, D) + (B, N); default: concatenate the items' tokens."""
-        b, items, length, dim = tokens.shape
-        return tokens.reshape(b, items * length, dim), valid.repeat_interleave(length, dim=1)
-
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, items, *item shape); valid: (B, items) bool."""
+        """x: (B, items, *item shape); valid: (B, items) bool -> item by item, grid order."""
         b, items = valid.shape
         flat = x.reshape(b * items, *x.shape[2:])
         flat_valid = valid.reshape(-1)
         if flat_valid.any():
-            out = self.embed_items(flat[flat_valid])
+            out = pool_grid(self.embed_items(flat[flat_valid]), self.pool)
         else:  # nothing valid in the batch: shapes from a dry run on one item
             with torch.no_grad():
-                out = self.embed_items(flat[:1]).detach()[:0]
-        length = out.shape[1]
-        tokens = out.new_zeros(b * items, length, out.shape[2])
-        tokens[flat_valid] = out
-        return self.combine(tokens.reshape(b, items, length, -1), valid)
+                out = pool_grid(self.embed_items(flat[:1]), self.pool).detach()[:0]
+        self.grid = tuple(out.shape[1:4])
+        length = math.prod(self.grid)
+        tokens = out.new_zeros(b * items, length, out.shape[-1])
+        tokens[flat_valid] = out.reshape(len(out), length, -1)
+        return tokens.reshape(b, items * length, -1), valid.repeat_interleave(length, dim=1)
 
     def freeze(self) -> None:
         self.requires_grad_(False)
@@ -75,6 +82,7 @@ class BackboneEncoder(ModalityEncoder):
         self.spec = spec
         self.backbone = load_backbone(self.backbone_classes, spec, weights)
         self.output_dim = int(self.backbone.config.hidden_size)
+        self.pool = spec.pool_grid
         if spec.freeze:
             self.freeze()
             if spec.unfreeze_last:
@@ -104,7 +112,7 @@ class BackboneEncoder(ModalityEncoder):
 
 
 class VideoEncoder(BackboneEncoder):
-    """V-JEPA 2 encoder on (B, 1) clips of (T, 3, H, W) frames -> (B, T/2 * H/p * W/p, 1024)."""
+    """V-JEPA 2 encoder on (B, 1) clips of (T, 3, H, W) frames -> (T/tubelet) x (H/p) x (W/p) tokens of 1024."""
 
     backbone_classes = (VJEPA2Model, VJEPA2Config)
 
@@ -116,36 +124,33 @@ class VideoEncoder(BackboneEncoder):
         return super().forward(x.unsqueeze(1), valid)
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
-        return pool_tokens(self.backbone.get_vision_features(items), self.spec.pool_tokens)
+        config = self.backbone.config
+        grid = (items.shape[1] // config.tubelet_size, items.shape[3] // config.patch_size, items.shape[4] // config.patch_size)
+        tokens = self.backbone.get_vision_features(items)
+        return tokens.reshape(len(items), *grid, tokens.shape[-1])
 
 
 class ImageEncoder(BackboneEncoder):
-    """DINOv2 on each valid view of (B, V, 3, S, S); views aggregated by mean, max or concat."""
+    """DINOv2 on each valid view of (B, V, 3, H, W) -> per view 1 x (H/p) x (W/p) patch tokens (CLS dropped)."""
 
     backbone_classes = (Dinov2Model, Dinov2Config)
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
-        return pool_tokens(self.backbone(pixel_values=items).last_hidden_state, self.spec.pool_tokens)
-
-    def combine(self, tokens: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.spec.aggregate == "concat":
-            return super().combine(tokens, valid)
-        weights = valid[:, :, None, None]
-        if self.spec.aggregate == "max":
-            pooled = tokens.masked_fill(~weights, float("-inf")).amax(dim=1)
-            pooled = torch.where(valid.any(1)[:, None, None], pooled, torch.zeros_like(pooled))
-        else:
-            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
-        return pooled, valid.any(1, keepdim=True).expand(-1, tokens.shape[2])
+        patch = self.backbone.config.patch_size
+        tokens = self.backbone(pixel_values=items).last_hidden_state[:, 1:]
+        return tokens.reshape(len(items), 1, items.shape[2] // patch, items.shape[3] // patch, tokens.shape[-1])
 
 
 class AudioEncoder(BackboneEncoder):
-    """AST on each valid clip of (B, C, frames, mel) fbank; the clips' tokens concatenated in time order."""
+    """AST on each valid clip of (B, C, frames, mel) fbank -> per clip time x frequency x 1 patch tokens
+    (class and distillation tokens dropped), clips in time order."""
 
     backbone_classes = (ASTModel, ASTConfig)
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
-        return pool_tokens(self.backbone(input_values=items).last_hidden_state, self.spec.pool_tokens)
+        frequency, time = self.backbone.embeddings.get_shape(self.backbone.config)
+        tokens = self.backbone(input_values=items).last_hidden_state[:, 2:]  # frequency-major patches
+        return tokens.reshape(len(items), frequency, time, 1, tokens.shape[-1]).transpose(1, 2)
 
 
 class SensorEncoder(ModalityEncoder):
@@ -166,7 +171,8 @@ class SensorEncoder(ModalityEncoder):
         return super().forward(x.unsqueeze(1), valid)
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.input(items) + self.positions[:, : items.shape[1]])
+        tokens = self.encoder(self.input(items) + self.positions[:, : items.shape[1]])
+        return tokens.reshape(len(items), items.shape[1], 1, 1, tokens.shape[-1])
 
 
 def sinusoidal(steps: int, dim: int) -> torch.Tensor:

@@ -1,10 +1,14 @@
 """The anomaly protocol (SPEC §7) for the dataset's official split, whose TRAIN part is all Good.
 
-Nothing is trained with labels. Per modality, a weld's anomaly score is its mean distance to its
-k nearest Good TRAIN welds (untrained features of the one feature path, standardised on those
-welds). Scores are standardised with the TRAIN welds' leave-one-out scores, then fused with weights
-chosen on VAL by grid search (as the paper did); a missing modality drops out of a weld's weighted
-mean. The decision threshold is the equal-error-rate point on VAL.
+Nothing is trained with labels. Two scorers give each weld a score per modality:
+- `tokens` (the default; `protocols/tokens.py`): the max over its tokens of their distance to a
+  coreset memory bank of the Good TRAIN welds' tokens, with a profile or heatmap of where it peaks;
+- `pooled`: the mean distance of its pooled features (untrained features of the one feature path,
+  standardised on the Good TRAIN welds) to its k nearest Good TRAIN welds.
+Both are fitted; the configured one decides, the other is reported beside it. Per scorer, the
+scores are standardised with the Good TRAIN welds' own (leave-one-out or out-of-fold) scores, then
+fused with weights chosen on VAL by grid search (as the paper did); a missing modality drops out of
+a weld's weighted mean. The decision threshold is the equal-error-rate point on VAL.
 """
 
 from __future__ import annotations
@@ -31,32 +35,91 @@ from weldfusion.metrics.figures import auroc, equal_error_threshold
 from weldfusion.metrics.paper import paper_comparison
 from weldfusion.registry import MODALITIES
 from weldfusion.protocols.base import THRESHOLD_FILE, DefectProtocol, RunData, Scores, Threshold
+from weldfusion.protocols.tokens import TokenScorer, TokenSets, localise
 
 CONCATENATED = "concatenated"
+TOKEN_BANKS = "anomaly_tokens.safetensors"
 DEFAULT_Z = 1.645  # no labelled VAL: flag welds 1.645 standard deviations above the Good TRAIN welds
 
 
 @dataclass
-class AnomalyProtocol(DefectProtocol):
-    """Everything the scorer needs, saved in RUN/model/: anomaly.json + anomaly_reference.safetensors."""
+class Fusion:
+    """One scorer's per-modality score standardisation (Good TRAIN), fusion weights and threshold (VAL)."""
 
-    name = "anomaly"
-    modalities: list[str] = field(default_factory=list)  # fused with `weights`; scores also exist for CONCATENATED
-    k: int = 5
-    metric: str = "euclidean"
-    reference: dict[str, np.ndarray] = field(default_factory=dict)  # standardised features of the Good TRAIN welds
-    feature_mean: dict[str, np.ndarray] = field(default_factory=dict)
-    feature_std: dict[str, np.ndarray] = field(default_factory=dict)
+    modalities: list[str]
     score_mean: dict[str, float] = field(default_factory=dict)
     score_std: dict[str, float] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     selection: dict = field(default_factory=dict)  # how the weights and threshold were chosen
-    reference_keys: dict[str, list[str]] = field(default_factory=dict)  # SUBDIRS of each reference row
     threshold: Threshold | None = None
+
+    def fit(self, own: dict[str, np.ndarray], val_raw: dict[str, np.ndarray], is_defect: np.ndarray, step: float) -> None:
+        """`own`: the Good TRAIN welds' own raw scores (NaN: unusable); `val_raw`: VAL's raw scores."""
+        for m, values in own.items():
+            ok = values[np.isfinite(values)]
+            self.score_mean[m], self.score_std[m] = float(ok.mean()), float(max(ok.std(), 1e-8))
+        self.weights = {m: 1 / len(self.modalities) for m in self.modalities}
+        self._choose(val_raw, is_defect, step)
+        good = self.fused(own)
+        self.threshold.good_scores = [round(float(v), 6) for v in good[np.isfinite(good)]]
+
+    def _choose(self, raw: dict[str, np.ndarray], is_defect: np.ndarray, step: float) -> None:
+        """Grid-search the fusion weights for the best VAL AUROC; threshold at VAL's equal error rate."""
+        if not len(is_defect) or not 0 < is_defect.sum() < len(is_defect):
+            self.threshold = Threshold(DEFAULT_Z, "default z = 1.645 (VAL lacks Good or defect welds); equal weights", [])
+            self.selection = {"on": "none (VAL lacks Good or defect welds): equal weights, threshold z = 1.645"}
+            return
+        standardised = self.standardised(raw)
+        best, best_auc = dict(self.weights), None
+        for weights in weight_grid(self.modalities, step):
+            auc = _auc(is_defect, fuse(standardised, weights))
+            if auc is not None and (best_auc is None or auc > best_auc + 1e-12):
+                best, best_auc = weights, auc
+        self.weights = best
+        fused = fuse(standardised, best)
+        ok = np.isfinite(fused)
+        self.threshold = Threshold(equal_error_threshold(is_defect[ok], fused[ok]), f"val equal error rate ({len(is_defect)} welds)", [])
+        self.selection = {"on": "val", "val_auroc": round(best_auc or 0.0, 4), "n_val": int(len(is_defect)), "grid_step": step}
+
+    def standardised(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {m: (raw[m] - self.score_mean[m]) / self.score_std[m] for m in raw}
+
+    def fused(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+        return fuse({m: v for m, v in self.standardised(raw).items() if m in self.weights}, self.weights)
+
+    def to_json(self) -> dict:
+        return {"score_mean": self.score_mean, "score_std": self.score_std, "weights": self.weights, "selection": self.selection}
+
+    @classmethod
+    def from_json(cls, modalities: list[str], data: dict, threshold: Threshold | None) -> Fusion:
+        return cls(modalities, data["score_mean"], data["score_std"], data["weights"], data["selection"], threshold)
+
+
+@dataclass
+class AnomalyProtocol(DefectProtocol):
+    """Everything the scorers need, saved in RUN/model/: anomaly.json + anomaly_reference.safetensors
+    (+ token banks)."""
+
+    name = "anomaly"
+    modalities: list[str] = field(default_factory=list)  # fused; pooled scores also exist for CONCATENATED
+    k: int = 5
+    metric: str = "euclidean"
+    scorer: str = "pooled"  # which scorer decides: tokens | pooled
+    reference: dict[str, np.ndarray] = field(default_factory=dict)  # pooled: standardised features of the Good TRAIN welds
+    feature_mean: dict[str, np.ndarray] = field(default_factory=dict)
+    feature_std: dict[str, np.ndarray] = field(default_factory=dict)
+    reference_keys: dict[str, list[str]] = field(default_factory=dict)  # SUBDIRS of each reference row
+    fusions: dict[str, Fusion] = field(default_factory=dict)  # scorer -> its standardisation, weights, threshold
+    tokens: TokenScorer | None = None
+    threshold: Threshold | None = None  # the deciding scorer's
 
     @property
     def scored(self) -> list[str]:
         return [*self.modalities, CONCATENATED]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return self.fusions[self.scorer].weights
 
     # -- fitting -------------------------------------------------------------------------------
     def check(self, data: RunData, resume: bool = False) -> None:
@@ -64,7 +127,7 @@ class AnomalyProtocol(DefectProtocol):
         if resume:
             raise InputError(f"{data.run.paths.root}: an anomaly run is fitted in one go; there is nothing to resume")
         config = data.run.config
-        self.k, self.metric = config.eval.anomaly_k, config.eval.anomaly_metric
+        self.k, self.metric, self.scorer = config.eval.anomaly_k, config.eval.anomaly_metric, config.eval.anomaly_scorer
         without = [m for m in config.model.modalities if not MODALITIES.get(m).has_untrained(config)]
         if without:
             raise InputError(f"model.modalities: {', '.join(without)} has no representation without training (a trainable "
@@ -85,7 +148,7 @@ class AnomalyProtocol(DefectProtocol):
         defects = sum(1 for s in data.split("train") if s.label != GOOD)
         if defects:
             say(f"note: the train split holds {defects} defect welds; the anomaly protocol uses only its Good welds")
-        loo_z = {}
+        own = {}
         for m in self.scored:
             values = train[m].values[train[m].available]
             self.reference_keys[m] = [s.key for s, ok in zip(good, train[m].available) if ok]
@@ -93,36 +156,25 @@ class AnomalyProtocol(DefectProtocol):
             std[std < 1e-8] = 1.0
             self.feature_mean[m], self.feature_std[m] = mean, std
             self.reference[m] = (values - mean) / std
-            own = knn.search(self.reference[m], self.reference[m], self.k, self.metric, exclude_self=True).distances.mean(1)
-            self.score_mean[m], self.score_std[m] = float(own.mean()), float(max(own.std(), 1e-8))
-            loo_z[m] = np.full(len(good), np.nan)
-            loo_z[m][train[m].available] = (own - self.score_mean[m]) / self.score_std[m]
-        self.weights = {m: 1 / len(self.modalities) for m in self.modalities}
+            own[m] = np.full(len(good), np.nan)
+            own[m][train[m].available] = knn.search(self.reference[m], self.reference[m], self.k, self.metric,
+                                                    exclude_self=True).distances.mean(1)  # fmt: skip
         val = data.split("val")
-        self._choose_weights(self._raw_scores(self._features(val, data.features)) if val else {},
-                             np.array([s.label != GOOD for s in val]), config.eval.weight_step)  # fmt: skip
-        good_scores = fuse({m: loo_z[m] for m in self.modalities}, self.weights)
-        self.threshold.good_scores = [round(float(v), 6) for v in good_scores[np.isfinite(good_scores)]]
-        weights = ", ".join(f"{m} {w:.1f}" for m, w in self.weights.items())
-        say(f"anomaly scorer fitted on {len(good)} Good train welds; weights ({self.selection.get('on')}): {weights}")
-
-    def _choose_weights(self, raw: dict[str, np.ndarray], is_defect: np.ndarray, step: float) -> None:
-        """Grid-search the fusion weights for the best VAL AUROC; threshold at VAL's equal error rate."""
-        if not len(is_defect) or not 0 < is_defect.sum() < len(is_defect):
-            self.threshold = Threshold(DEFAULT_Z, "default z = 1.645 (VAL lacks Good or defect welds); equal weights", [])
-            self.selection = {"on": "none (VAL lacks Good or defect welds): equal weights, threshold z = 1.645"}
-            return
-        standardised = self._standardised(raw)
-        best, best_auc = dict(self.weights), None
-        for weights in weight_grid(self.modalities, step):
-            auc = _auc(is_defect, fuse(standardised, weights))
-            if auc is not None and (best_auc is None or auc > best_auc + 1e-12):
-                best, best_auc = weights, auc
-        self.weights = best
-        fused = fuse(standardised, best)
-        ok = np.isfinite(fused)
-        self.threshold = Threshold(equal_error_threshold(is_defect[ok], fused[ok]), f"val equal error rate ({len(is_defect)} welds)", [])
-        self.selection = {"on": "val", "val_auroc": round(best_auc or 0.0, 4), "n_val": int(len(is_defect)), "grid_step": step}
+        is_defect = np.array([s.label != GOOD for s in val])
+        step = config.eval.weight_step
+        self.fusions["pooled"] = Fusion(self.modalities)
+        self.fusions["pooled"].fit(own, self._pooled_raw(self._features(val, data.features)) if val else {}, is_defect, step)
+        e = config.eval
+        self.tokens = TokenScorer(self.modalities, e.coreset_ratio, e.token_k, e.token_quantile, e.token_folds, config.seed)
+        own_tokens = self.tokens.fit(self._token_sets(good, data.features), data.features.device, say)
+        self.fusions["tokens"] = Fusion(self.modalities)
+        self.fusions["tokens"].fit(own_tokens, self.tokens.score(self._token_sets(val, data.features), data.features.device)[0]
+                                   if val else {}, is_defect, step)  # fmt: skip
+        self.threshold = self.fusions[self.scorer].threshold
+        for name, fusion in self.fusions.items():
+            weights = ", ".join(f"{m} {w:.1f}" for m, w in fusion.weights.items())
+            say(f"{name} scorer fitted on {len(good)} Good train welds; weights ({fusion.selection.get('on')}): {weights}"
+                + (" (decides)" if name == self.scorer else ""))  # fmt: skip
 
     # -- scoring -------------------------------------------------------------------------------
     def _features(self, samples: list[Sample], features: FeatureSource) -> dict[str, Features]:
@@ -134,10 +186,14 @@ class AnomalyProtocol(DefectProtocol):
         joined = Features(np.concatenate([f.values for f in parts], axis=1), available, reasons)
         return {**per, CONCATENATED: joined}
 
+    def _token_sets(self, samples: list[Sample], features: FeatureSource) -> TokenSets:
+        features.prepare(samples)
+        return {m: features.tokens(samples, m)[0] for m in self.modalities}
+
     def _standardise(self, modality: str, values: np.ndarray) -> np.ndarray:
         return (values - self.feature_mean[modality]) / self.feature_std[modality]
 
-    def _raw_scores(self, features: dict[str, Features]) -> dict[str, np.ndarray]:
+    def _pooled_raw(self, features: dict[str, Features]) -> dict[str, np.ndarray]:
         out = {}
         for m in self.scored:
             score = np.full(len(features[m].available), np.nan)
@@ -148,28 +204,47 @@ class AnomalyProtocol(DefectProtocol):
             out[m] = score
         return out
 
-    def _standardised(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {m: (raw[m] - self.score_mean[m]) / self.score_std[m] for m in self.scored}
-
     def score(self, samples: list[Sample], features: FeatureSource) -> Scores:
         feats = self._features(samples, features)
-        z = self._standardised(self._raw_scores(feats))
-        fused = fuse({m: z[m] for m in self.modalities}, self.weights)
+        pooled = self._pooled_raw(feats)
+        located = None
+        if self.scorer == "tokens":
+            sets = self._token_sets(samples, features)
+            raw, per_token = self.tokens.score(sets, features.device)
+            located = self._localisation(sets, per_token)
+        else:
+            raw = pooled
+        fusion = self.fusions[self.scorer]
+        z = fusion.standardised(raw)
+        fused = fusion.fused(raw)
         usable = np.isfinite(fused)
-        nearest: list[list[dict]] = []
-        both = feats[CONCATENATED]
-        found = knn.search(self.reference[CONCATENATED], self._standardise(CONCATENATED, both.values[both.available]), self.k, self.metric) if both.available.any() else None
-        rows = iter(range(int(both.available.sum())))
-        for ok in both.available:
-            if not ok:
-                nearest.append([])
-                continue
-            i = next(rows)
-            nearest.append([{"key": self.reference_keys[CONCATENATED][j], "category": "Good", "distance": round(float(d), 4)}
-                            for j, d in zip(found.indices[i], found.distances[i])])  # fmt: skip
         problems = [{m: feats[m].reasons[i] for m in self.modalities if not feats[m].available[i]} for i in range(len(samples))]
         embedding = np.concatenate([np.nan_to_num(self._standardise(m, feats[m].values)) for m in self.modalities], axis=1)
-        return Scores([s.key for s in samples], np.where(usable, fused, np.nan), usable, z, problems, nearest, embedding)
+        scores = Scores([s.key for s in samples], np.where(usable, fused, np.nan), usable, z, problems,
+                        self._nearest(feats[CONCATENATED]), embedding, localisation=located)  # fmt: skip
+        scores.alternative = {**self.fusions["pooled"].standardised(pooled), "fused": self.fusions["pooled"].fused(pooled)}
+        return scores
+
+    def _nearest(self, both: Features) -> list[list[dict]]:
+        """Per weld, its nearest Good TRAIN welds by pooled features (all modalities together)."""
+        if not both.available.any():
+            return [[] for _ in both.available]
+        found = knn.search(self.reference[CONCATENATED], self._standardise(CONCATENATED, both.values[both.available]), self.k, self.metric)
+        rows = iter(range(int(both.available.sum())))
+        nearest = []
+        for ok in both.available:
+            i = next(rows) if ok else None
+            nearest.append([] if i is None else [{"key": self.reference_keys[CONCATENATED][j], "category": "Good", "distance": round(float(d), 4)}
+                                                 for j, d in zip(found.indices[i], found.distances[i])])  # fmt: skip
+        return nearest
+
+    def _localisation(self, sets: TokenSets, per_token: list[dict[str, np.ndarray]]) -> list[dict]:
+        """Per weld and modality, where its token scores (standardised like its modality score) peak."""
+        fusion = self.fusions["tokens"]
+        out = []
+        for i, scores in enumerate(per_token):
+            out.append({m: localise(sets[m][i], (s - fusion.score_mean[m]) / fusion.score_std[m]) for m, s in scores.items()})
+        return out
 
     def configure(self, k: int | None = None, metric: str | None = None) -> bool:
         if (k and k != self.k) or (metric and metric != self.metric):
@@ -183,18 +258,31 @@ class AnomalyProtocol(DefectProtocol):
 
     def figures(self, data: RunData, query: list[Sample], scores: Scores) -> dict:
         labels = np.array([s.label for s in query])
-        per_modality = {}
-        for m in self.scored:
-            score = scores.modality_scores[m]
-            ok = np.isfinite(score)
-            overall, per_type = auroc(labels[ok], score[ok]) if ok.any() else (None, {})
-            per_modality[m] = {"auroc_defect": overall, "auroc_per_defect": per_type, "n_query": int(ok.sum()),
-                               "weight": self.weights.get(m)}  # fmt: skip
+        per_modality = {m: self._modality_figures(labels, scores.modality_scores[m], self.weights.get(m)) for m in scores.modality_scores}
+        scorers = {self.scorer: self._scorer_figures(labels, scores.defect_score, scores.modality_scores)}
+        if self.scorer != "pooled":
+            pooled = scores.alternative
+            scorers["pooled"] = self._scorer_figures(labels, pooled["fused"], {m: pooled[m] for m in self.scored})
         ok = scores.usable
         overall, per_type = auroc(labels[ok], scores.defect_score[ok])
-        return {"per_modality": per_modality, "per_modality_caption": "each modality's anomaly score alone, and the fusion weights chosen on VAL",
-                "weights": self.weights, "weight_selection": self.selection,
+        return {"per_modality": per_modality, "scorer": self.scorer, "scorers": scorers,
+                "per_modality_caption": f"each modality's {self.scorer} anomaly score alone, and the fusion weights chosen on VAL",
+                "weights": self.weights, "weight_selection": self.fusions[self.scorer].selection,
+                "token_banks": self.tokens.settings() if self.tokens else None,
                 "paper": paper_comparison(overall, per_type, per_modality), "checkpoint": "model/anomaly.json"}  # fmt: skip
+
+    @staticmethod
+    def _modality_figures(labels: np.ndarray, score: np.ndarray, weight: float | None) -> dict:
+        ok = np.isfinite(score)
+        overall, per_type = auroc(labels[ok], score[ok]) if ok.any() else (None, {})
+        return {"auroc_defect": overall, "auroc_per_defect": per_type, "n_query": int(ok.sum()), "weight": weight}
+
+    def _scorer_figures(self, labels: np.ndarray, fused: np.ndarray, per_modality: dict[str, np.ndarray]) -> dict:
+        """One scorer's fused and per-modality AUROCs (the report shows the scorers side by side)."""
+        ok = np.isfinite(fused)
+        overall, per_type = auroc(labels[ok], fused[ok]) if ok.any() else (None, {})
+        return {"auroc_defect": overall, "auroc_per_defect": per_type,
+                "per_modality": {m: self._modality_figures(labels, v, None)["auroc_defect"] for m, v in per_modality.items()}}  # fmt: skip
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
@@ -204,31 +292,47 @@ class AnomalyProtocol(DefectProtocol):
             tensors[f"{m}.mean"] = torch.from_numpy(self.feature_mean[m].astype(np.float32))
             tensors[f"{m}.std"] = torch.from_numpy(self.feature_std[m].astype(np.float32))
         write_atomic(folder / "anomaly_reference.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+        if self.tokens is not None:
+            write_atomic(folder / TOKEN_BANKS, lambda tmp: save_file(self.tokens.tensors(), str(tmp)))
+        pooled = self.fusions["pooled"]
         write_json_atomic(folder / "anomaly.json", {
             "format": "weldfusion-anomaly", "modalities": self.modalities, "k": self.k, "metric": self.metric,
-            "score_mean": self.score_mean, "score_std": self.score_std, "weights": self.weights,
-            "selection": self.selection, "reference_keys": self.reference_keys,
+            "scorer": self.scorer, **pooled.to_json(), "reference_keys": self.reference_keys,
+            "tokens": {**self.fusions["tokens"].to_json(), **self.tokens.settings()} if self.tokens else None,
         })  # fmt: skip
-        if self.threshold is not None:
-            self.threshold.save(folder)
+        self.threshold.save(folder)
 
     @classmethod
     def load(cls, folder: Path, features: FeatureSource | None = None) -> AnomalyProtocol:
-        path = Path(folder) / "anomaly.json"
+        """A fitted model; one written before the token scorer (no `scorer` key) loads as pooled."""
+        folder = Path(folder)
+        path = folder / "anomaly.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            with safe_open(str(Path(folder) / "anomaly_reference.safetensors"), framework="np") as f:
-                arrays = {key: f.get_tensor(key).astype(np.float64) for key in f.keys()}
+            arrays = {key: value.astype(np.float64) for key, value in _arrays(folder / "anomaly_reference.safetensors").items()}
+            scorer = data.get("scorer", "pooled")
+            banks = _arrays(folder / TOKEN_BANKS) if data.get("tokens") else {}
         except (OSError, json.JSONDecodeError, UnicodeDecodeError, SafetensorError) as exc:
             raise InputError(f"{folder}: missing or damaged anomaly model ({exc.__class__.__name__}: {exc})") from None
         try:
-            ms = [*data["modalities"], CONCATENATED]
-            return cls(data["modalities"], int(data["k"]), data["metric"], {m: arrays[f"{m}.reference"] for m in ms},
-                       {m: arrays[f"{m}.mean"] for m in ms}, {m: arrays[f"{m}.std"] for m in ms}, data["score_mean"],
-                       data["score_std"], data["weights"], data["selection"], data["reference_keys"],
-                       _threshold(Path(folder), data))  # fmt: skip
+            modalities = data["modalities"]
+            ms = [*modalities, CONCATENATED]
+            threshold = _threshold(folder, data)
+            fusions = {"pooled": Fusion.from_json(modalities, data, threshold if scorer == "pooled" else None)}
+            tokens = None
+            if data.get("tokens"):
+                fusions["tokens"] = Fusion.from_json(modalities, data["tokens"], threshold if scorer == "tokens" else None)
+                tokens = TokenScorer.restore(modalities, data["tokens"], banks)
+            return cls(modalities, int(data["k"]), data["metric"], scorer, {m: arrays[f"{m}.reference"] for m in ms},
+                       {m: arrays[f"{m}.mean"] for m in ms}, {m: arrays[f"{m}.std"] for m in ms}, data["reference_keys"],
+                       fusions, tokens, threshold)  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path}: not a complete weldfusion anomaly model (missing {exc})") from None
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with safe_open(str(path), framework="np") as f:
+        return {key: f.get_tensor(key) for key in f.keys()}
 
 
 def _threshold(folder: Path, data: dict) -> Threshold | None:

@@ -39,7 +39,9 @@ class Scores:
     category: list[str | None] | None = None  # protocols with a classifier
     probability: np.ndarray | None = None
     contribution: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (N,) share of the fusion input
-    localisation: list[dict] | None = None  # per weld (filled by scorers that localise)
+    localisation: list[dict] | None = None  # per weld (filled by scorers that localise): see `protocols/tokens.py::localise`
+    alternative: dict[str, np.ndarray] = field(default_factory=dict)  # a scorer reported beside the deciding one:
+    # its per-modality scores and "fused"
 
 
 @dataclass
