@@ -33,7 +33,7 @@ def speed(value: str) -> float | None:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r}: use 1 (real time), another positive factor, or max") from None
     if not factor > 0:
-        raise argparse.ArgumentTypeError(f"{value!r}: the speed factor must be positive")
+        raise argparse.ArgumentTypeError(f"{value!r}: must be > 0")
     return factor
 
 

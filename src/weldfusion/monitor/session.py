@@ -14,6 +14,7 @@ stopped and fusion goes on without it (it rejoins when its data resumes).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,7 +81,8 @@ class WeldSession:
             else:
                 prepare = self._frame_check() if m == "video" else encoder.row
                 self.streams[m] = PointStream(m, s.window(m), s, prepare, min_items=2)
-        self.latest: dict[str, tuple[float, float, float]] = {}  # modality -> (window end, raw, standardised)
+        # modality -> its recent windows (end, raw, standardised): enough to fuse ticks held back by a lagging modality
+        self.recent = {m: deque(maxlen=math.ceil(s.stall_seconds / s.window(m).hop) + 4) for m in modalities}
         self.stopped: set[str] = set()
         self.broken: set[str] = set()  # its windows cannot be scored any more (encoder failure)
         self.rule = Hysteresis(s.alert_k, s.alert_m, threshold)
@@ -155,7 +157,7 @@ class WeldSession:
             self.broken.add(window.modality)
             return [self._problem(window.modality, window.end, f"window not scored ({exc.__class__.__name__}: {exc}); "
                                   f"{window.modality} left out for the rest of this weld")]  # fmt: skip
-        self.latest[window.modality] = (window.end, raw, z)
+        self.recent[window.modality].append((window.end, raw, z))
         return []
 
     def _lead(self) -> float:
@@ -180,8 +182,11 @@ class WeldSession:
         return events
 
     def _fuse(self, t: float) -> list[Event]:
-        fresh = {m: (end, raw, z) for m, (end, raw, z) in self.latest.items()
-                 if t - max(self.settings.window(m).hop, self.settings.tick) < end <= t + EPS and np.isfinite(z)}  # fmt: skip
+        fresh = {}  # per modality: its last window ending by t, if it ended within a hop (or tick) of t
+        for m, windows in self.recent.items():
+            done = [w for w in windows if w[0] <= t + EPS]
+            if done and done[-1][0] > t - max(self.settings.window(m).hop, self.settings.tick) and np.isfinite(done[-1][2]):
+                fresh[m] = done[-1]
         if not fresh:
             return []
         z = {m: v[2] for m, v in fresh.items()}

@@ -3,13 +3,15 @@ sensor rows in it, standardised with the run's sensor channel statistics.
 
 Video frames are resized on arrival with the run's own transform (`ResizeCrop.frame`), sampled evenly
 over the window and normalised as the encoder's checkpoint wants; audio windows get AST's fbank of the
-window (padded as AST pads); sensor windows give one token per window: per channel the mean, std,
-minimum, maximum and mean absolute step of the standardised rows.
+window (padded as AST pads; tokens over the padding are dropped). Each window's token grid (time x
+height x width) is average-pooled to at most `monitor.<modality>.pool`. Sensor windows give one token per
+window: per channel the mean, std, minimum, maximum and mean absolute step of the standardised rows.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ from weldfusion.config import Config
 from weldfusion.data.readers import evenly_spaced
 from weldfusion.data.transforms import AudioTransform, ChannelStats, ResizeCrop, one_torch_thread
 from weldfusion.features import build_transforms
+from weldfusion.models.encoders import pool_grid
 from weldfusion.registry import MODALITIES
 
 
@@ -71,13 +74,17 @@ class WindowEncoder:
     def _encode(self, modality: str, data: np.ndarray) -> np.ndarray:
         if modality == "sensor":
             return sensor_token(data)[None]
+        encoder, covered = self.encoders[modality], 1.0
         if modality == "video":
             frames = data[evenly_spaced(len(data), self.config.monitor.video.frames)]
             x = torch.from_numpy(self.video.normalise(frames))[None]  # type: ignore[union-attr]
         else:
             x = torch.from_numpy(self.audio(data))[None]  # type: ignore[misc]
-        tokens, valid = self.encoders[modality](x.to(self.device), torch.ones(1, 1, dtype=torch.bool, device=self.device))
-        return tokens[0][valid[0]].float().cpu().numpy()
+            covered = min(len(data) / self.audio.window, 1.0)  # type: ignore[union-attr]
+        tokens, _ = encoder(x.to(self.device), torch.ones(1, 1, dtype=torch.bool, device=self.device))
+        grid = tokens.reshape(1, *encoder.grid, tokens.shape[-1])[:, : math.ceil(encoder.grid[0] * covered)]
+        pooled = pool_grid(grid, self.config.monitor.window(modality).pool)
+        return pooled.reshape(-1, pooled.shape[-1]).float().cpu().numpy()
 
 
 def sensor_token(rows: np.ndarray) -> np.ndarray:
