@@ -103,7 +103,7 @@ class Stream:
         self.clock = max(self.clock, clock)
         while self.next_end <= self.clock + EPS:
             start, end = self.next_end - self.seconds, self.next_end
-            while self.items and self._item_end(self.items[0]) <= start + EPS:
+            while self.items and self._item_end(self.items[0]) < start - EPS:  # an item at the start belongs to the window
                 self.items.popleft()
             if not self.items or self.items[0][0] >= end - EPS:  # nothing in this window: jump to the next that holds an item
                 first = self.items[0][0] if self.items else self.clock
