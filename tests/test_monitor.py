@@ -366,3 +366,12 @@ def test_a_weld_folder_without_recordings_is_refused_with_one_line(setup, tmp_pa
     assert main(["monitor", str(setup["run"]), "--replay", str(empty), str(setup["good"].folder)]) == 2
     captured = capsys.readouterr()
     assert f"{empty}: nothing to monitor" in captured.err and "1 weld(s) monitored" in captured.out
+
+
+def test_a_missing_recording_is_reported_once_and_never_waited_for(setup, tmp_path):
+    folder = shutil.copytree(setup["good"].folder, tmp_path / setup["good"].folder.name)
+    next(folder.glob("*.flac")).unlink()
+    events = run_weld(setup["monitor"], folder)
+    assert len(problems(events, "audio")) == 1 and "not monitored in this weld: missing file" in problems(events, "audio")[0]
+    windows = [e for e in events if e["type"] == "window"]
+    assert windows and all("audio" not in e["modalities"] for e in windows) and events[-1]["problems"] == 1

@@ -62,7 +62,7 @@ def run_monitor(args: argparse.Namespace) -> int:
                 events.extend(e for e in batch if e["type"] == "verdict")
 
             started = time.perf_counter()
-            duration = replay(monitor.start(str(folder), list(sample.files)), sample, monitor.run.config, args.speed, emit)
+            duration = replay(monitor.start(str(folder)), sample, monitor.run.config, args.speed, emit)
             verdicts.append((events[-1], duration, time.perf_counter() - started))
     finally:
         for sink in sinks:

@@ -48,7 +48,8 @@ def replay(session: WeldSession, sample: Sample, config: Config, speed: float | 
     """Feed one weld's recordings to `session` (then `finish` it); returns the stream's duration in seconds."""
     for m, why in sample.missing.items():
         if m in session.streams:
-            emit(session.report(m, why, 0.0))
+            emit(session.report(m, f"not monitored in this weld: {why}", 0.0))
+            session.drop(m)
     sources = [_guarded(m, SOURCES[m](sample.files[m][0], config)) for m in session.streams if sample.available(m)]
     start, end = time.monotonic(), 0.0
     for ready, _, kind, payload in heapq.merge(*sources, key=lambda chunk: (chunk[0], chunk[1])):

@@ -112,6 +112,11 @@ class WeldSession:
         clock = self.streams[modality].clock if modality in self.streams else 0.0
         return [self._problem(modality, clock if t is None else t, message)]
 
+    def drop(self, modality: str) -> None:
+        """Expect no data of `modality` in this weld (its file is missing): fusion never waits for it."""
+        self.streams.pop(modality, None)
+        self.recent.pop(modality, None)
+
     def finish(self) -> list[Event]:
         """Score the last windows, fuse up to the end of the longest stream, and give the verdict."""
         if self.finished:
