@@ -133,7 +133,10 @@ def test_the_threshold_keeps_val_good_welds_within_the_false_alert_rate(setup):
     val_good = [s for s in setup["samples"] if s.split == "val" and s.label == GOOD]
     assert val_good and "VAL Good welds" in monitor.model.chosen_on
     raised = sum(e["type"] == "alert" for s in val_good for e in run_weld(monitor, s.folder))
-    assert raised / len(val_good) <= monitor.settings.false_alerts_per_weld
+    unseen = monitor.model.fitted["train_unseen_sessions"]  # Good TRAIN welds scored against other sessions' banks
+    assert unseen["good_welds"] >= 2 and "Good TRAIN welds against banks of other sessions" in monitor.model.chosen_on
+    allowed = monitor.settings.false_alerts_per_weld * (len(val_good) + unseen["good_welds"])
+    assert raised + unseen["false_alerts_per_good_weld"] * unseen["good_welds"] <= allowed
     assert monitor.model.fitted["val"]["false_alerts_per_good_weld"] == raised / len(val_good)
 
 
