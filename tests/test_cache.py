@@ -53,10 +53,11 @@ def test_invalidation_is_exact(setup):
     video = samples[2].files["video"][0]
     shutil.copy(samples[3].files["video"][0], video)  # the file changes under the same name
     assert fill_cache(samples, config, transforms, caches) == {"video": 1, "images": 0, "audio": 0}
-    pooled = tiny_config(config_checkpoints(config), **{"cache.dir": config.cache.dir, "model.video.pool_tokens": 8})
+    pooled = tiny_config(config_checkpoints(config), **{"cache.dir": config.cache.dir, "model.video.pool_grid": "[1, 2, 4]"})
     caches = open_stores(pooled, build_transforms(pooled), CACHED)
     assert fill_cache(samples, pooled, build_transforms(pooled), caches) == {"video": 6, "images": 0, "audio": 0}
-    assert caches["video"].load(samples[0])[0].shape[0] == 8
+    entry = caches["video"].load(samples[0])
+    assert entry.tokens.shape[0] == 8 and entry.grid == (1, 2, 4)
 
 
 def config_checkpoints(config):
@@ -85,9 +86,9 @@ def test_unusable_modality_is_cached_masked_with_its_reason(setup):
     transforms = build_transforms(config)
     caches = open_stores(config, transforms, modalities=["audio"])
     fill_cache(samples[:2], config, transforms, caches)
-    tokens, valid, problem = caches["audio"].load(samples[0])
-    assert not valid.any() and "missing file" in problem
-    assert caches["audio"].load(samples[1])[1].all()
+    entry = caches["audio"].load(samples[0])
+    assert not entry.valid.any() and "missing file" in entry.problem and entry.span.isnan().all()
+    assert caches["audio"].load(samples[1]).valid.all()
 
 
 def test_damaged_entry_is_a_clear_error(setup):

@@ -23,7 +23,7 @@ from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
 from weldfusion.evaluation.predict import predict
 from weldfusion.features import build_transforms
-from weldfusion.models.cache import CachedDataset, FeatureCache, fill_cache, open_stores
+from weldfusion.models.cache import CachedDataset, Entry, FeatureCache, fill_cache, open_stores
 from weldfusion.models.devices import autocast, resolve_device
 from weldfusion.models.inference import embed
 from weldfusion.models.model import WeldFusionModel
@@ -166,12 +166,14 @@ def test_a_second_writer_of_one_entry_waits_and_keeps_the_first(welds, tmp_path)
     path, valid = cache.path(sample), torch.ones(4, dtype=torch.bool)
     (cache.folder / ".locks").mkdir(parents=True)
     with FileLock(cache.folder / ".locks" / f"{path.stem}.lock"):  # another process holds the entry
-        writer = threading.Thread(target=cache.store, args=(sample, torch.ones(4, 2), valid))
+        entry = Entry(torch.ones(4, 2), valid, "", (4, 1, 1), torch.zeros(1, 2))
+        writer = threading.Thread(target=cache.store, args=(sample, entry))
         writer.start()
-        save_file({"tokens": torch.zeros(4, 2, dtype=torch.float16), "valid": valid.to(torch.uint8)}, str(path),
+        save_file({"tokens": torch.zeros(4, 2, dtype=torch.float16), "valid": valid.to(torch.uint8),
+                   "grid": torch.tensor([4, 1, 1]), "span": torch.zeros(1, 2)}, str(path),
                   metadata={"sample": sample.key, "problem": ""})  # fmt: skip
     writer.join()
-    assert torch.equal(cache.load(sample)[0], torch.zeros(4, 2, dtype=torch.float16))
+    assert torch.equal(cache.load(sample).tokens, torch.zeros(4, 2, dtype=torch.float16))
 
 
 GPU_CHECK = Path(__file__).parent.parent / "benchmarks" / "gpu_check.py"

@@ -5,6 +5,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
 from weldfusion.cli.main import main
@@ -122,12 +123,16 @@ def test_anomaly_protocol_end_to_end(anomaly_run):
     m = result.metrics
     assert m["protocol"] == "anomaly" and m["accuracy"] is None and m["confusion_matrix"] is None
     assert 0.5 < m["auroc_defect"] <= 1.0 and len(m["auroc_per_defect"]) == 11
-    assert set(m["per_modality"]) == {"video", "images", "audio", "sensor", "concatenated"}
+    assert set(m["per_modality"]) == {"video", "images", "audio", "sensor"} and m["scorer"] == "tokens"
+    assert set(m["scorers"]) == {"tokens", "pooled"} and "concatenated" in m["scorers"]["pooled"]["per_modality"]
+    assert m["scorers"]["tokens"]["auroc_defect"] == m["auroc_defect"]
+    assert m["token_banks"]["banks"]["video"]["kept"] < m["token_banks"]["banks"]["video"]["total"]
     assert sum(m["weights"].values()) == pytest.approx(1.0) and m["weight_selection"]["on"] == "val"
     assert m["paper"]["overall"]["paper_fused"] == 0.9178 and m["paper"]["Warping"]["ours_fused"] is not None
     assert {"threshold", "defect_recall", "false_alarm_rate"} <= set(m["decision"])
     page = result.report.read_text()
-    assert "Against the dataset paper" in page and "0.9178" in page
+    assert "Against the dataset paper" in page and "0.9178" in page and "Anomaly scorers side by side" in page
+    assert "top1_" in page and list((run / "eval" / "test").glob("top1_*_timeline.png"))
 
 
 def test_predict_reports_missing_modalities_and_refuses_bad_folders(trained_run, synth_root, tmp_path, capsys):
@@ -152,6 +157,17 @@ def test_predict_with_an_anomaly_run(anomaly_run, tmp_path):
     assert main(["predict", str(run), *map(str, welds), "--json", str(tmp_path / "p.json")]) == 0
     predictions = json.loads((tmp_path / "p.json").read_text())["predictions"]
     assert len(predictions) == 2 and all(set(p["modality_scores"]) == {"video", "images", "audio", "sensor"} for p in predictions)
+    located = predictions[0]["localisation"]
+    for modality in ("video", "audio", "sensor"):
+        profile = np.array(located[modality]["profile"])
+        assert profile.shape[1] == 2 and np.all(np.diff(profile[:, 0]) > 0) and profile[:, 0].min() >= 0
+        assert located[modality]["peak_s"] == profile[np.argmax(profile[:, 1]), 0]
+    views = located["images"]
+    assert [v["view"] for v in views] == list(range(5)) and all(0 <= c <= 1 for v in views for c in v["peak"])
+    assert main(["predict", str(run), str(welds[0]), "--explain", str(tmp_path / "why")]) == 0
+    names = sorted(p.name for p in (tmp_path / "why").iterdir())
+    assert names == [f"000_{welds[0].name}_timeline.png", *(f"000_{welds[0].name}_view{k}.png" for k in range(5))]
+    assert all(Image.open(tmp_path / "why" / n).size[0] > 300 for n in names)
 
 
 def test_evaluate_on_other_data_lists_skipped_welds(trained_run, corrupt_root, tmp_path):

@@ -9,7 +9,7 @@ from weldfusion.data.dataset import WeldDataset
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.samples import build_samples
 from weldfusion.errors import InputError
-from weldfusion.models.encoders import pool_tokens
+from weldfusion.models.encoders import pool_grid
 from weldfusion.models.info import parameter_counts
 from weldfusion.models.model import WeldFusionModel
 from weldfusion.features import build_transforms
@@ -38,8 +38,10 @@ def test_encoders_load_through_from_pretrained_and_give_tokens(tiny_checkpoints,
     model = WeldFusionModel(tiny_config(tiny_checkpoints)).eval()
     tokens, valid = model.encode(batch)
     assert tokens["video"].shape == (4, 2 * 4 * 4, 32)  # frames/tubelet x (32/8)^2 patches
-    assert tokens["images"].shape == (4, 1 + 16, 32)  # CLS + patches, views averaged
-    assert tokens["audio"].shape[0] == 4 and tokens["audio"].shape[2] == 32
+    assert tokens["images"].shape == (4, 5 * 16, 32)  # per view (32/8)^2 patches, CLS dropped
+    audio = model.encoders["audio"]
+    assert tokens["audio"].shape[:2] == (4, 2 * audio.grid[0] * audio.grid[1]) and audio.grid[2] == 1  # clips x time x freq
+    assert tokens["audio"].shape[2] == 32
     assert tokens["sensor"].shape == (4, 16, 16)
     assert all(v.all() for v in valid.values())
     out = model(batch, return_attention=True)
@@ -74,18 +76,17 @@ def test_padded_view_is_ignored(tiny_checkpoints, batch):
     torch.testing.assert_close(model(changed).embedding, reference)
 
 
-@pytest.mark.parametrize("aggregate", ["max", "concat"])
-def test_view_aggregation(tiny_checkpoints, batch, aggregate):
-    model = WeldFusionModel(tiny_config(tiny_checkpoints, **{"model.images.aggregate": aggregate})).eval()
+def test_views_keep_their_tokens_apart(tiny_checkpoints, batch):
+    model = WeldFusionModel(tiny_config(tiny_checkpoints)).eval()
     mask = batch["mask"]["images"].clone()
     mask[0, 3:] = False
-    tokens, valid = model.encoders["images"](batch["inputs"]["images"], mask)
-    per_view = 17
-    if aggregate == "concat":
-        assert tokens.shape == (4, 5 * per_view, 32)
-        assert valid[0].tolist() == [True] * 3 * per_view + [False] * 2 * per_view
-    else:
-        assert tokens.shape == (4, per_view, 32) and valid.all()
+    encoder = model.encoders["images"]
+    tokens, valid = encoder(batch["inputs"]["images"], mask)
+    per_view = encoder.grid[0] * encoder.grid[1] * encoder.grid[2]
+    assert encoder.grid[0] == 1 and per_view == 16  # a 32 x 32 photo in 8 x 8 patches, the CLS token dropped
+    assert tokens.shape == (4, 5 * per_view, 32)
+    assert valid[0].tolist() == [True] * 3 * per_view + [False] * 2 * per_view
+    assert float(tokens[0, 3 * per_view :].abs().sum()) == 0.0
 
 
 def test_simple_fusion_and_modality_subset(tiny_checkpoints, batch):
@@ -123,10 +124,13 @@ def test_classifier_head(tiny_checkpoints, batch):
     assert model(batch).logits.shape == (4, 12)
 
 
-def test_pooling():
-    tokens = torch.arange(12, dtype=torch.float32).reshape(1, 12, 1)
-    assert pool_tokens(tokens, 3).flatten().tolist() == [1.5, 5.5, 9.5]
-    assert pool_tokens(tokens, None) is tokens
+def test_grid_pooling_averages_neighbours_within_each_axis():
+    tokens = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(1, 2, 4, 6, 1)
+    pooled = pool_grid(tokens, [1, 2, 3])
+    assert pooled.shape == (1, 1, 2, 3, 1)
+    expected = tokens.reshape(2, 2, 2, 3, 2).mean(dim=(0, 2, 4))  # (t) x (h pairs) x (w pairs)
+    torch.testing.assert_close(pooled[0, 0, :, :, 0], expected)
+    assert pool_grid(tokens, None) is tokens and pool_grid(tokens, [9, 9, 9]) is tokens  # never enlarged
 
 
 def test_full_preset_parameter_counts_without_weights():

@@ -105,7 +105,7 @@ def test_cache_fill_killed_at_random_points_completes_identically(synth_root, tm
     for modality in reference:
         for sample in samples:
             a, b = reference[modality].load(sample), killed[modality].load(sample)
-            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
+            assert torch.equal(a.tokens, b.tokens) and torch.equal(a.valid, b.valid) and a.problem == b.problem
 
 
 def comparable(metrics: dict) -> dict:

@@ -85,8 +85,8 @@ def test_ddp_on_two_cpu_processes_sharing_the_cache_fill(synth_root, tmp_path):
     fill_cache(samples, config, transforms, single)
     for m in modalities:
         for s in samples:
-            (a, valid_a, problem_a), (b, valid_b, problem_b) = single[m].load(s), shared[m].load(s)
-            assert torch.equal(a, b) and torch.equal(valid_a, valid_b) and problem_a == problem_b, (m, s.key)
+            a, b = single[m].load(s), shared[m].load(s)
+            assert torch.equal(a.tokens, b.tokens) and torch.equal(a.valid, b.valid) and a.problem == b.problem, (m, s.key)
 
 
 def test_debug_reports_batches_and_gradients(synth_root, tmp_path, capsys):

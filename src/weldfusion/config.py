@@ -260,8 +260,9 @@ class EvalConfig(Section):
     anomaly_scorer: AnomalyScorer = "tokens"  # tokens: each token's distance to a memory bank of Good tokens; pooled: whole welds
     coreset_ratio: Annotated[float, Field(gt=0, le=1)] = 0.1  # share of the Good TRAIN tokens kept in each memory bank
     token_k: Positive = 1  # nearest bank tokens per query token
-    token_quantile: Annotated[float, Field(ge=0.5, le=1)] = 1.0  # a weld's modality score: this quantile of its token scores (1 = max)
-    token_folds: Annotated[int, Field(ge=2)] = 5  # folds for the Good TRAIN welds' own (out-of-fold) token scores
+    token_quantiles: Annotated[list[Annotated[float, Field(ge=0.5, le=1)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [1.0, 0.99, 0.95, 0.9])  # a weld's modality score: this quantile of its token scores
+    # (1 = max), chosen per modality on VAL (the first where VAL lacks Good or defect welds)
     embedding_map: EmbeddingMap = "tsne"  # t-SNE falls back to PCA above 3000 welds
     batch_size: Positive = 32
 

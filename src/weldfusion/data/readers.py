@@ -388,17 +388,17 @@ def read_sensor(path: Path, settings: SensorData, max_mb: int = 2048) -> Decoded
 
 
 def row_times(header: list[str], rows: list[list[str]]) -> tuple[np.ndarray, str | None]:
-    """Seconds from the first row: the Date and Time columns where they parse and never go back, else
-    the row index at the median interval of the timestamps (or at SENSOR_RATE), with a note."""
+    """Seconds from the first row: the Date and Time columns where (most of) them parse and they never
+    go back, else the row index at the median interval of the timestamps (or at SENSOR_RATE), with a note."""
     stamps = None
     if "Date" in header and "Time" in header:
         d, t = header.index("Date"), header.index("Time")
         text = pd.Series([f"{r[d].strip()} {r[t].strip()}" if max(d, t) < len(r) else "" for r in rows])
-        for fmt in TIME_FORMATS:
-            parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-            if parsed.notna().all():
-                stamps = (parsed - parsed.iloc[0]).dt.total_seconds().to_numpy()
-                break
+        parsed = max((pd.to_datetime(text, format=fmt, errors="coerce") for fmt in TIME_FORMATS), key=lambda p: p.notna().sum())
+        ok = parsed.notna().to_numpy()
+        if ok.sum() >= max(2, len(rows) // 2):  # a few unreadable stamps are interpolated by row index
+            seconds = (parsed[ok] - parsed[ok].iloc[0]).dt.total_seconds().to_numpy()
+            stamps = np.interp(np.arange(len(rows)), np.flatnonzero(ok), seconds)
     if stamps is not None and len(stamps) > 1 and np.all(np.diff(stamps) >= 0) and stamps[-1] > 0:
         return stamps, None
     steps = np.diff(stamps) if stamps is not None else np.zeros(0)

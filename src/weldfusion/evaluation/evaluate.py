@@ -17,6 +17,7 @@ import torch
 
 from weldfusion.data.categories import CATEGORIES, GOOD
 from weldfusion.errors import InputError
+from weldfusion.evaluation.explain import weld_pictures
 from weldfusion.evaluation.report import Outcome, write_outputs
 from weldfusion.io import write_text_atomic
 from weldfusion.metrics.figures import auroc, decision_figures
@@ -25,6 +26,7 @@ from weldfusion.protocols.base import Scores
 from weldfusion.registry import PROTOCOLS
 from weldfusion.runs import RunData, load_run_data, locked, open_run
 
+SHOWN = 3  # highest-scoring welds whose timelines and heatmaps the report shows
 CLASSIFICATION_KEYS = ("accuracy", "f1_macro", "f1_weighted", "precision_weighted", "recall_weighted", "per_class",
                        "labels", "confusion_matrix")  # fmt: skip
 
@@ -65,7 +67,8 @@ def evaluate_run(run: Path, split: str = "test", data: Path | None = None, k: in
         masked = {s.key: scores.problems[i] for i, s in enumerate(query) if ok[i] and scores.problems[i]}
         metrics["synthetic"] = (run_data.root / SYNTHETIC_MARK).is_file()
         metrics["localisation"] = localisation_figures(run_data.root, query, scores)
-        outcome = Outcome(metrics, labels[ok], scores.defect_score[ok], scores.embedding[ok], masked, {**run_data.skipped, **skipped})
+        outcome = Outcome(metrics, labels[ok], scores.defect_score[ok], scores.embedding[ok], masked, {**run_data.skipped, **skipped},
+                          where_pictures(query, scores))  # fmt: skip
         folder, metrics = write_outputs(run_data, outcome)
         write_scores(folder / "scores.csv", run_data, split, query, scores, threshold)
     return Evaluated(metrics, folder / "report.html", scores)
@@ -82,6 +85,18 @@ def localisation_figures(root: Path, query: list, scores: Scores) -> dict | None
     profiles = {s.key: {m: v["profile"] for m, v in loc.items() if m != "images"} for s, loc in zip(query, located) if loc}
     heatmaps = {s.key: {h["view"]: h["heatmap"] for h in loc.get("images", []) if "heatmap" in h} for s, loc in zip(query, located) if loc}
     return localisation_metrics({s.key: truth[s.key] for s in query if s.key in truth}, profiles, heatmaps)
+
+
+def where_pictures(query: list, scores: Scores, count: int = SHOWN) -> dict[str, bytes]:
+    """Timelines and photo heatmaps of the `count` highest-scoring welds (scorers that localise)."""
+    if not scores.localisation:
+        return {}
+    ranked = np.argsort(-np.where(scores.usable, scores.defect_score, -np.inf))[: min(count, int(scores.usable.sum()))]
+    out = {}
+    for rank, i in enumerate(ranked, 1):
+        name = f"top{rank}_{CATEGORIES[query[i].label]}_{query[i].folder.name}"
+        out.update(weld_pictures(scores.localisation[i], query[i].files.get("images", ()), name))
+    return out
 
 
 def write_scores(path: Path, data: RunData, split: str, query: list, scores: Scores, threshold: float) -> None:

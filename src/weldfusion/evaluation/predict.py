@@ -17,6 +17,8 @@ import torch
 from weldfusion.data.categories import GOOD
 from weldfusion.data.samples import Sample, locate_files
 from weldfusion.errors import InputError
+from weldfusion.evaluation.explain import weld_pictures
+from weldfusion.io import write_atomic
 from weldfusion.features import FeatureSource
 from weldfusion.registry import PROTOCOLS
 from weldfusion.runs import open_run
@@ -52,8 +54,10 @@ def folder_sample(folder: Path, modalities: list[str]) -> Sample:
 
 
 def predict(run: Path, folders: list[Path], say_error=print, threshold: float | None = None,
-            false_alarm_rate: float | None = None, device: torch.device | None = None) -> list[Prediction]:  # fmt: skip
-    """`device`: where features and embeddings are computed (default: a GPU when there is one)."""
+            false_alarm_rate: float | None = None, device: torch.device | None = None,
+            explain: Path | None = None) -> list[Prediction]:  # fmt: skip
+    """`device`: where features and embeddings are computed (default: a GPU when there is one);
+    `explain`: a folder for each weld's timeline and photo heatmaps (scorers that localise)."""
     opened = open_run(run)
     modalities = opened.config.model.modalities
     features = FeatureSource(opened.config, persistent=False, device=device)
@@ -82,8 +86,19 @@ def predict(run: Path, folders: list[Path], say_error=print, threshold: float | 
             category=scores.category[i] if scores.category else None,
             probability=_rounded(scores.probability[i]) if scores.probability is not None and usable else None,
             fusion_share={m: round(float(v[i]), 3) for m, v in scores.contribution.items()} if usable else {},
+            localisation=portable(scores.localisation[i]) if scores.localisation and usable else {},
         ))  # fmt: skip
+        if explain and scores.localisation and usable:
+            name = f"{i:03d}_{sample.folder.name}"
+            for file, picture in weld_pictures(scores.localisation[i], sample.files.get("images", ()), name).items():
+                write_atomic(Path(explain) / file, lambda tmp, data=picture: tmp.write_bytes(data))
     return out
+
+
+def portable(localisation: dict) -> dict:
+    """A weld's localisation as JSON: profiles and peaks; photos' peaks and scores (heatmaps go to --explain)."""
+    return {m: [{k: v for k, v in view.items() if k != "heatmap"} for view in found] if isinstance(found, list) else found
+            for m, found in localisation.items()}  # fmt: skip
 
 
 def _rounded(value: float) -> float | None:

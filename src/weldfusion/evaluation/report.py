@@ -37,6 +37,7 @@ class Outcome:
     embedding: np.ndarray  # for the 2-D map
     masked: dict[str, dict[str, str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    where: dict[str, bytes] = field(default_factory=dict)  # timelines and photo heatmaps of the highest-scoring welds
 
 
 def finish_metrics(data: RunData, outcome: Outcome) -> dict:
@@ -58,6 +59,7 @@ def write_outputs(data: RunData, outcome: Outcome) -> tuple[Path, dict]:
     if roc_points(outcome.labels, outcome.defect_score):
         pictures["roc_curves.png"] = roc_picture(outcome)
     pictures["embedding_map.png"] = embedding_picture(outcome, ctx.config.eval.embedding_map, ctx.config.seed)
+    pictures.update(outcome.where)
     for name, png in pictures.items():
         write_atomic(folder / name, lambda tmp, data=png: tmp.write_bytes(data))
     write_text_atomic(folder / "report.html", render_html(metrics, pictures))
@@ -158,6 +160,8 @@ def render_html(metrics: dict, pictures: dict[str, bytes]) -> str:
     if m.get("localisation") is not None:
         sections.append(localisation_section(m["localisation"]))
     sections.append(per_modality_section(m))
+    if m.get("scorers"):
+        sections.append(scorers_section(m["scorers"]))
     if m.get("without_modality"):
         keys = ["accuracy", "f1_macro", "f1_weighted", "auroc_defect"]
         rows = [f"<tr><th>{html.escape(mod)}</th>" + "".join(_cell(v.get(k), f"without_modality.{mod}.{k}") for k in keys) + "</tr>"
@@ -214,3 +218,18 @@ def per_modality_section(m: dict) -> str:
     rows = [f"<tr><th>{html.escape(mod)}</th>" + "".join(_cell(v.get(k), f"per_modality.{mod}.{k}") for k in keys) + "</tr>"
             for mod, v in m["per_modality"].items()]  # fmt: skip
     return f"<h2>Per modality</h2><p>{html.escape(m.get('per_modality_caption', ''))}</p>" + _table(["modality", *keys], rows)
+
+
+def scorers_section(scorers: dict) -> str:
+    """The anomaly scorers side by side: fused and per-modality AUROC, and per defect type."""
+    modalities = list(dict.fromkeys(mod for v in scorers.values() for mod in v["per_modality"]))
+    rows = [f"<tr><th>{html.escape(name)}</th>{_cell(v['auroc_defect'], f'scorers.{name}.auroc_defect')}"
+            + "".join(_cell(v["per_modality"].get(mod), f"scorers.{name}.per_modality.{mod}") for mod in modalities) + "</tr>"
+            for name, v in scorers.items()]  # fmt: skip
+    defects = list(dict.fromkeys(d for v in scorers.values() for d in v["auroc_per_defect"]))
+    per_defect = [f"<tr><th>{html.escape(d)}</th>" + "".join(_cell(v["auroc_per_defect"].get(d), f"scorers.{name}.auroc_per_defect.{d}")
+                                                             for name, v in scorers.items()) + "</tr>" for d in defects]  # fmt: skip
+    return ("<h2>Anomaly scorers side by side (TEST AUROC)</h2><p>tokens: each token's distance to a coreset memory bank "
+            "of Good TRAIN tokens, max per weld; pooled: whole-weld pooled features, k nearest Good TRAIN welds. Each "
+            "scorer's fusion weights are chosen on VAL; the first one decides.</p>"
+            + _table(["scorer", "fused", *modalities], rows) + _table(["defect type", *scorers], per_defect))  # fmt: skip

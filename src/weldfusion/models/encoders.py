@@ -44,8 +44,12 @@ class ModalityEncoder(nn.Module):
     grid: Grid = (1, 1, 1)  # the grid of each item's tokens in the last call's output
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
-        """(n, *item shape) -> (n, t, h, w, D) for valid items."""
+        """(n, *item shape) -> (n, t, h, w, D) for valid items ((n, L, D): a sequence in time)."""
         raise NotImplementedError
+
+    def _grid(self, items: torch.Tensor) -> torch.Tensor:
+        out = self.embed_items(items)
+        return pool_grid(out[:, :, None, None] if out.ndim == 3 else out, self.pool)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, items, *item shape); valid: (B, items) bool -> item by item, grid order."""
@@ -53,14 +57,14 @@ class ModalityEncoder(nn.Module):
         flat = x.reshape(b * items, *x.shape[2:])
         flat_valid = valid.reshape(-1)
         if flat_valid.any():
-            out = pool_grid(self.embed_items(flat[flat_valid]), self.pool)
+            out = self._grid(flat[flat_valid])
         else:  # nothing valid in the batch: shapes from a dry run on one item
             with torch.no_grad():
-                out = pool_grid(self.embed_items(flat[:1]), self.pool).detach()[:0]
+                out = self._grid(flat[:1]).detach()[:0]
         self.grid = tuple(out.shape[1:4])
         length = math.prod(self.grid)
         tokens = out.new_zeros(b * items, length, out.shape[-1])
-        tokens[flat_valid] = out.reshape(len(out), length, -1)
+        tokens[flat_valid] = out.reshape(len(out), length, out.shape[-1])
         return tokens.reshape(b, items * length, -1), valid.repeat_interleave(length, dim=1)
 
     def freeze(self) -> None:

@@ -6,7 +6,7 @@ Nothing is trained with labels. Two scorers give each weld a score per modality:
 - `pooled`: the mean distance of its pooled features (untrained features of the one feature path,
   standardised on the Good TRAIN welds) to its k nearest Good TRAIN welds.
 Both are fitted; the configured one decides, the other is reported beside it. Per scorer, the
-scores are standardised with the Good TRAIN welds' own (leave-one-out or out-of-fold) scores, then
+scores are standardised with the Good TRAIN welds' own (leave-one-out) scores, then
 fused with weights chosen on VAL by grid search (as the paper did); a missing modality drops out of
 a weld's weighted mean. The decision threshold is the equal-error-rate point on VAL.
 """
@@ -35,7 +35,7 @@ from weldfusion.metrics.figures import auroc, equal_error_threshold
 from weldfusion.metrics.paper import paper_comparison
 from weldfusion.registry import MODALITIES
 from weldfusion.protocols.base import THRESHOLD_FILE, DefectProtocol, RunData, Scores, Threshold
-from weldfusion.protocols.tokens import TokenScorer, TokenSets, localise
+from weldfusion.protocols.tokens import TokenScorer, TokenScores, TokenSets, localise
 
 CONCATENATED = "concatenated"
 TOKEN_BANKS = "anomaly_tokens.safetensors"
@@ -165,11 +165,14 @@ class AnomalyProtocol(DefectProtocol):
         self.fusions["pooled"] = Fusion(self.modalities)
         self.fusions["pooled"].fit(own, self._pooled_raw(self._features(val, data.features)) if val else {}, is_defect, step)
         e = config.eval
-        self.tokens = TokenScorer(self.modalities, e.coreset_ratio, e.token_k, e.token_quantile, e.token_folds, config.seed)
-        own_tokens = self.tokens.fit(self._token_sets(good, data.features), data.features.device, say)
+        self.tokens = TokenScorer(self.modalities, e.coreset_ratio, e.token_k, list(e.token_quantiles), config.seed)
+        device = data.features.device
+        own_tokens = self.tokens.fit(self._token_sets(good, data.features), device, say)
+        val_tokens = self.tokens.score_tokens(self._token_sets(val, data.features), device) if val else {}
+        tried = self.tokens.choose(val_tokens, is_defect) if val else {}
         self.fusions["tokens"] = Fusion(self.modalities)
-        self.fusions["tokens"].fit(own_tokens, self.tokens.score(self._token_sets(val, data.features), data.features.device)[0]
-                                   if val else {}, is_defect, step)  # fmt: skip
+        self.fusions["tokens"].fit(self.tokens.pooled(own_tokens), self.tokens.pooled(val_tokens) if val else {}, is_defect, step)
+        self.fusions["tokens"].selection["quantiles"] = {"chosen": self.tokens.quantile, "val_auroc": tried}
         self.threshold = self.fusions[self.scorer].threshold
         for name, fusion in self.fusions.items():
             weights = ", ".join(f"{m} {w:.1f}" for m, w in fusion.weights.items())
@@ -210,7 +213,8 @@ class AnomalyProtocol(DefectProtocol):
         located = None
         if self.scorer == "tokens":
             sets = self._token_sets(samples, features)
-            raw, per_token = self.tokens.score(sets, features.device)
+            per_token = self.tokens.score_tokens(sets, features.device)
+            raw = self.tokens.pooled(per_token)
             located = self._localisation(sets, per_token)
         else:
             raw = pooled
@@ -238,13 +242,11 @@ class AnomalyProtocol(DefectProtocol):
                                                  for j, d in zip(found.indices[i], found.distances[i])])  # fmt: skip
         return nearest
 
-    def _localisation(self, sets: TokenSets, per_token: list[dict[str, np.ndarray]]) -> list[dict]:
+    def _localisation(self, sets: TokenSets, per_token: TokenScores) -> list[dict]:
         """Per weld and modality, where its token scores (standardised like its modality score) peak."""
         fusion = self.fusions["tokens"]
-        out = []
-        for i, scores in enumerate(per_token):
-            out.append({m: localise(sets[m][i], (s - fusion.score_mean[m]) / fusion.score_std[m]) for m, s in scores.items()})
-        return out
+        return [{m: localise(sets[m][i], (per_token[m][i] - fusion.score_mean[m]) / fusion.score_std[m])
+                 for m in self.modalities if per_token[m][i] is not None} for i in range(len(next(iter(sets.values()))))]  # fmt: skip
 
     def configure(self, k: int | None = None, metric: str | None = None) -> bool:
         if (k and k != self.k) or (metric and metric != self.metric):

@@ -3,10 +3,10 @@
 Per modality, the tokens of the Good TRAIN welds (video tubelets, photo patches, audio patches,
 sensor windows; `FeatureSource.tokens`) are standardised per dimension and kept in a memory bank
 reduced by greedy coreset subsampling (`weldfusion.models.bank`). A query token's score is its mean
-distance to its `k` nearest bank tokens; a weld's modality score is the max (or a high quantile) of
-its tokens' scores, so one anomalous patch or moment makes the weld anomalous instead of being
-averaged away. The Good TRAIN welds' own scores, which the protocol standardises with, are computed
-out of fold (each fold against a bank built without it), as a weld's tokens would match themselves.
+distance to its `k` nearest bank tokens; a weld's modality score is the max or a high quantile of
+its tokens' scores (chosen per modality on VAL among `eval.token_quantiles`), so one anomalous patch
+or moment makes the weld anomalous instead of being averaged away. The Good TRAIN welds' own scores, which the protocol standardises with, leave the
+weld out (its own tokens are not counted among the nearest), as they would match themselves.
 
 Every token keeps its place, so each score maps back: a profile over seconds of the recording for
 modalities with a clock, and a heatmap over each photo for the others.
@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sklearn.metrics import roc_auc_score
+
 from weldfusion.models.bank import MemoryBank
 from weldfusion.models.layout import TokenSet
 
 TokenSets = dict[str, list[TokenSet | None]]  # modality -> per weld
+TokenScores = dict[str, list[np.ndarray | None]]  # modality -> per weld: its tokens' scores
 
 
 @dataclass
@@ -31,17 +34,17 @@ class TokenScorer:
     modalities: list[str]
     ratio: float = 0.1  # coreset share of the Good TRAIN tokens kept in each bank
     k: int = 1  # nearest bank tokens per query token
-    quantile: float = 1.0  # of a weld's token scores: its modality score (1 = max)
-    folds: int = 5  # out-of-fold scores of the Good TRAIN welds
+    quantiles: list[float] = field(default_factory=lambda: [1.0])  # candidates for a weld's modality score (1 = max)
     seed: int = 0
+    quantile: dict[str, float] = field(default_factory=dict)  # per modality: the candidate chosen on VAL
     banks: dict[str, MemoryBank] = field(default_factory=dict)
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # per-dimension standardisation of tokens
     std: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def fit(self, good: TokenSets, device: torch.device | str = "cpu", say: Callable[[str], None] = print) -> dict[str, np.ndarray]:
-        """Build each modality's bank from the Good TRAIN welds' tokens; returns their out-of-fold
-        weld scores per modality (NaN where a weld has no usable token)."""
-        own = {}
+    def fit(self, good: TokenSets, device: torch.device | str = "cpu", say: Callable[[str], None] = print) -> TokenScores:
+        """Build each modality's bank from the Good TRAIN welds' tokens; returns their own token scores,
+        each weld against the bank without its own tokens (None where a weld has no usable token)."""
+        own: TokenScores = {}
         for m in self.modalities:
             sets = good[m]
             usable = [i for i, s in enumerate(sets) if s is not None]
@@ -49,63 +52,63 @@ class TokenScorer:
             self.mean[m] = values.mean(0)
             std = values.std(0)
             self.std[m] = np.where(std > 1e-6, std, 1.0)
-            own[m] = np.full(len(sets), np.nan)
-            fold_of = np.random.default_rng(self.seed).permutation(len(usable)) % min(self.folds, len(usable))
-            for fold in np.unique(fold_of):
-                inside = [usable[j] for j in np.flatnonzero(fold_of != fold)]
-                bank = self._bank(m, [sets[i] for i in inside], device)
-                for j in np.flatnonzero(fold_of == fold):
-                    own[m][usable[j]] = self.pool(bank.distances(self._standardise(m, sets[usable[j]]), self.k, device))
-            self.banks[m] = self._bank(m, [sets[i] for i in usable], device)
-            bank = self.banks[m]
+            owners = np.concatenate([np.full(len(sets[i]), i) for i in usable])
+            bank = self.banks[m] = MemoryBank.build(self._standardise(m, values), owners, self.ratio, self.seed, device)
+            own[m] = [None if s is None else bank.distances(self._standardise(m, s.values), self.k, device, exclude=i)
+                      for i, s in enumerate(sets)]  # fmt: skip
             say(f"{m}: bank of {len(bank.tokens)} of {bank.total} Good tokens ({bank.nbytes / 2**20:.1f} MiB, "
                 f"coreset radius {bank.radius:.3g})")  # fmt: skip
+        self.quantile = {m: self.quantiles[0] for m in self.modalities}
         return own
 
-    def _bank(self, modality: str, sets: list[TokenSet], device: torch.device | str) -> MemoryBank:
-        values = np.concatenate([self._standardise(modality, s) for s in sets])
-        return MemoryBank.build(values, self.ratio, self.seed, device)
+    def choose(self, val: TokenScores, is_defect: np.ndarray) -> dict[str, dict[str, float | None]]:
+        """Per modality, the quantile candidate whose weld scores separate VAL's defects from its Good
+        welds best (AUROC; the first candidate when VAL lacks either); returns every candidate's AUROC."""
+        tried = {}
+        for m in self.modalities:
+            aurocs = {q: _auroc(is_defect, self.pooled({m: val[m]}, {m: q})[m]) for q in self.quantiles}
+            tried[m] = {str(q): auc for q, auc in aurocs.items()}
+            found = [(auc, -i) for i, auc in enumerate(aurocs.values()) if auc is not None]
+            self.quantile[m] = self.quantiles[-max(found)[1]] if found else self.quantiles[0]
+        return tried
 
-    def _standardise(self, modality: str, token_set: TokenSet) -> np.ndarray:
-        return ((token_set.values - self.mean[modality]) / self.std[modality]).astype(np.float32)
+    def pooled(self, token_scores: TokenScores, quantile: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Weld scores: per modality, the chosen quantile of each weld's token scores (NaN where none)."""
+        q = quantile or self.quantile
+        return {m: np.array([np.quantile(t, q[m]) if t is not None and len(t) else np.nan for t in welds])
+                for m, welds in token_scores.items()}  # fmt: skip
 
-    def pool(self, token_scores: np.ndarray) -> float:
-        return float(np.quantile(token_scores, self.quantile)) if len(token_scores) else np.nan
+    def _standardise(self, modality: str, values: np.ndarray) -> np.ndarray:
+        return ((values - self.mean[modality]) / self.std[modality]).astype(np.float32)
 
     def token_scores(self, modality: str, token_set: TokenSet, device: torch.device | str = "cpu") -> np.ndarray:
-        return self.banks[modality].distances(self._standardise(modality, token_set), self.k, device)
+        return self.banks[modality].distances(self._standardise(modality, token_set.values), self.k, device)
 
-    def score(self, sets: TokenSets, device: torch.device | str = "cpu") -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
-        """Raw modality scores per weld (NaN where unusable), and per weld each modality's token scores."""
-        n = len(next(iter(sets.values())))
-        raw = {m: np.full(n, np.nan) for m in self.modalities}
-        per_token: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
-        for m in self.modalities:
-            for i, token_set in enumerate(sets[m]):
-                if token_set is not None:
-                    per_token[i][m] = self.token_scores(m, token_set, device)
-                    raw[m][i] = self.pool(per_token[i][m])
-        return raw, per_token
+    def score_tokens(self, sets: TokenSets, device: torch.device | str = "cpu") -> TokenScores:
+        """Per modality and weld, its tokens' scores (None where it has no usable token)."""
+        return {m: [None if s is None else self.token_scores(m, s, device) for s in sets[m]] for m in self.modalities}
 
     # -- persistence ---------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {}
         for m in self.modalities:
             out[f"{m}.bank"] = self.banks[m].tokens
+            out[f"{m}.owners"] = self.banks[m].owners
             out[f"{m}.token_mean"] = torch.from_numpy(self.mean[m].astype(np.float32))
             out[f"{m}.token_std"] = torch.from_numpy(self.std[m].astype(np.float32))
         return out
 
     def settings(self) -> dict:
-        return {"ratio": self.ratio, "k": self.k, "quantile": self.quantile, "folds": self.folds, "seed": self.seed,
+        return {"ratio": self.ratio, "k": self.k, "quantiles": self.quantiles, "quantile": self.quantile, "seed": self.seed,
                 "banks": {m: {"kept": len(b.tokens), "total": b.total, "radius": b.radius} for m, b in self.banks.items()}}  # fmt: skip
 
     @classmethod
     def restore(cls, modalities: list[str], settings: dict, arrays: dict[str, np.ndarray]) -> TokenScorer:
-        scorer = cls(modalities, settings["ratio"], settings["k"], settings["quantile"], settings["folds"], settings["seed"])
+        scorer = cls(modalities, settings["ratio"], settings["k"], settings["quantiles"], settings["seed"], settings["quantile"])
         for m in modalities:
             info = settings["banks"][m]
-            scorer.banks[m] = MemoryBank(torch.from_numpy(arrays[f"{m}.bank"].astype(np.float32)), info["radius"], info["total"])
+            scorer.banks[m] = MemoryBank(torch.from_numpy(arrays[f"{m}.bank"].astype(np.float32)),
+                                         torch.from_numpy(arrays[f"{m}.owners"].astype(np.int64)), info["radius"], info["total"])  # fmt: skip
             scorer.mean[m], scorer.std[m] = arrays[f"{m}.token_mean"], arrays[f"{m}.token_std"]
         return scorer
 
@@ -131,3 +134,9 @@ def localise(token_set: TokenSet, scores: np.ndarray) -> dict | list[dict]:
         out.append({"view": int(view), "peak": [round(float(token_set.x[here][peak]), 4), round(float(token_set.y[here][peak]), 4)],
                     "score": round(float(scores[here][peak]), 4), "heatmap": heat.astype(np.float32)})  # fmt: skip
     return out
+
+
+def _auroc(is_defect: np.ndarray, score: np.ndarray) -> float | None:
+    ok = np.isfinite(score)
+    y = is_defect[ok]
+    return round(float(roc_auc_score(y, score[ok])), 4) if 0 < y.sum() < len(y) else None
