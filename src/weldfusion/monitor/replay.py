@@ -22,7 +22,7 @@ import pandas as pd
 import soundfile as sf
 
 from weldfusion.config import Config, SensorData
-from weldfusion.data.readers import _csv_rows, check_size, first_line
+from weldfusion.data.readers import csv_rows, check_size, first_line
 from weldfusion.data.samples import Sample, locate_files
 from weldfusion.data.categories import GOOD
 from weldfusion.errors import InputError, ModalityError
@@ -102,7 +102,7 @@ def sensor_log(path: Path, settings: SensorData, default_rate: float, max_mb: in
     """Row times (seconds from the first row), the channels' values (NaN where a cell is not a number) and
     a note when the timestamps could not be used."""
     check_size(path, min(max_mb, settings.max_mb))
-    rows = _csv_rows(path, settings.max_fields, settings.max_rows)
+    rows = csv_rows(path, settings.max_fields, settings.max_rows)
     header = [name.strip() for name in rows[0]]
     absent = [c for c in [*settings.channels, "Date", "Time"] if c not in header]
     if any(c in settings.channels for c in absent):
