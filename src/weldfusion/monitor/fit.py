@@ -100,7 +100,7 @@ def collect_tokens(welds: list[Sample], run: Run, encoder: WindowEncoder, modali
 
 def bank_of(windows: list[np.ndarray], ratio: float, cap: int, seed: int) -> MemoryBank:
     tokens = as_tensor(windows)
-    return MemoryBank.build(tokens, min(ratio, cap / len(tokens)), seed)
+    return MemoryBank.build(tokens, torch.zeros(len(tokens)), min(ratio, cap / len(tokens)), seed)  # owners unused
 
 
 def session_halves(welds: list[Sample], seed: int) -> list[list[int]]:

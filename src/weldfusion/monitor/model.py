@@ -63,7 +63,8 @@ class MonitorModel:
             tensors = load_file(str(Path(folder) / "banks.safetensors"))
             if data.get("format") != FORMAT:
                 raise ValueError(f"not a {FORMAT} file")
-            banks = {m: MemoryBank(tensors[f"{m}.bank"].float(), data["bank"][m]["radius"], data["bank"][m]["total"])
+            banks = {m: MemoryBank(tensors[f"{m}.bank"].float(), torch.zeros(len(tensors[f"{m}.bank"]), dtype=torch.int64),
+                                   data["bank"][m]["radius"], data["bank"][m]["total"])
                      for m in data["modalities"]}  # fmt: skip
             stats = ChannelStats.from_dict(data["sensor_stats"]) if data["sensor_stats"] else None
             return cls(MonitorConfig.model_validate(data["settings"]), banks, data["score_mean"], data["score_std"],
