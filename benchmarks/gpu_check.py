@@ -1,7 +1,8 @@
 """GPU check: the `full` architectures end to end on one CUDA GPU, on real-size synthetic welds.
 
 Cache fill (with the split between decoding and encoding) -> a few training epochs -> evaluate ->
-predict, through the same code as `weldfusion train / evaluate / predict`. V-JEPA 2 ViT-L, DINOv2-B and
+predict, through the same code as `weldfusion train / evaluate / predict`; then the monitor's real-time
+factor (`weldfusion monitor --replay --speed max`) on an anomaly run of the same welds. V-JEPA 2 ViT-L, DINOv2-B and
 AST are randomly initialised from their real configurations (no download); give local weights with
 e.g. `--set model.video.pretrained=/models/vjepa2-vitl-fpc64-256`. Without CUDA it says so and exits 0.
 
@@ -40,6 +41,8 @@ from weldfusion.features import build_transforms
 from weldfusion.models.cache import fill_cache, frozen_modalities, open_stores
 from weldfusion.models.devices import autocast, loader_workers, pin_memory
 from weldfusion.models.model import build_encoder
+from weldfusion.monitor.replay import folder_weld, replay
+from weldfusion.monitor.session import Monitor as WeldMonitor
 from weldfusion.synth.generate import synthesize
 
 RANDOM_FULL = ["model.video.pretrained=null", "model.images.pretrained=null", "model.audio.pretrained=null"]
@@ -173,6 +176,24 @@ def predict_latency(run: Path, folders: list[Path], device: torch.device) -> tup
     return (time.perf_counter() - start - single) / max(len(folders) - 1, 1), single
 
 
+def monitor_rate(root: Path, run: Path, config: Config, folders: list[Path], device: torch.device) -> dict:
+    """The monitor's real-time factor (stream seconds per processing second, replayed as fast as possible)
+    on an anomaly run of the same data (its features come from the cache already filled)."""
+    fit_run(run, root, config.copy_with(["protocol=anomaly", "eval.anomaly_k=2"]), say=lambda *a: None,
+            accelerator="gpu" if device.type == "cuda" else "cpu")  # fmt: skip
+    started = time.perf_counter()
+    weld_monitor = WeldMonitor.load(run, say=lambda *a: None, device=device)
+    fit_s, stream_s, wall_s = time.perf_counter() - started, 0.0, 0.0
+    for folder in folders:
+        sample = folder_weld(folder, weld_monitor.model.modalities)
+        started = time.perf_counter()
+        stream_s += replay(weld_monitor.start(str(folder)), sample, weld_monitor.run.config)
+        synchronise(device)
+        wall_s += time.perf_counter() - started
+    return {"welds": len(folders), "stream_s": stream_s, "processing_s": wall_s, "real_time_factor": stream_s / wall_s,
+            "fit_s": fit_s}  # fmt: skip
+
+
 def run_check(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict:
     root, run = tmp / "data", tmp / "run"
     size, preset, extra = ("small", "cpu", []) if args.smoke else ("real", "full", RANDOM_FULL)
@@ -198,6 +219,8 @@ def run_check(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict
     with monitor.phase("predict"):
         per_weld, single = predict_latency(run, folders, device)
         results["predict"] = {"welds": len(folders), "s_per_weld": per_weld, "one_weld_call_s": single}
+    with monitor.phase("monitor"):
+        results["monitor"] = monitor_rate(root, tmp / "anomaly", config, folders, device)
     results["utilisation"] = {name: monitor.summary(name) for name in monitor.utilisation}
     results["peak_gpu_gib"] = monitor.peak_gib
     return results
@@ -218,6 +241,9 @@ def report(results: dict, device: torch.device) -> None:
     p = results["predict"]
     print(f"predict: {p['s_per_weld'] * 1000:.0f} ms per weld ({p['welds']} welds; a one-weld call with model loading "
           f"{p['one_weld_call_s']:.1f} s)")  # fmt: skip
+    m = results["monitor"]
+    print(f"monitor: real-time factor {m['real_time_factor']:.1f} ({m['stream_s']:.0f} s of {m['welds']} welds' recordings in "
+          f"{m['processing_s']:.1f} s, video+audio+sensor windows; fitting its banks once {m['fit_s']:.0f} s); {results['utilisation']['monitor']}")  # fmt: skip
     peak = ", ".join(f"{k} {v} GiB" for k, v in results["peak_gpu_gib"].items()) or "n/a (no GPU)"
     print(f"peak GPU memory: {peak}")
     print(json.dumps({"gpu_check": {"device": device_name(device), **results}}))

@@ -267,6 +267,52 @@ class EvalConfig(Section):
     batch_size: Positive = 32
 
 
+class MonitorWindow(Section):
+    """One modality's sliding windows while a weld is watched (`weldfusion.monitor`)."""
+
+    seconds: PositiveFloat = 1.0  # window length
+    hop: PositiveFloat = 0.5  # a window is scored every hop seconds
+    frames: Positive = 8  # video: frames sampled evenly from the window (a multiple of the tubelet size)
+    pool: Annotated[list[Positive], Field(min_length=3, max_length=3)] | None = None  # [time, height, width]: the
+    # window's token grid average-pooled to at most this size (bounds the bank); None keeps every token
+
+
+MonitorFusion = Literal["max", "weighted", "equal"]
+
+
+class MonitorConfig(Section):
+    """Watching a weld as it is made (SPEC §12): windows, banks, fusion, alert rule."""
+
+    modalities: list[str] = Field(default_factory=lambda: ["video", "audio", "sensor"])
+    video: MonitorWindow = Field(default_factory=lambda: MonitorWindow(pool=[2, 4, 6]))
+    audio: MonitorWindow = Field(default_factory=MonitorWindow)
+    sensor: MonitorWindow = Field(default_factory=MonitorWindow)
+    tick: PositiveFloat = 0.5  # a fused window every tick seconds of stream time
+    fusion: MonitorFusion = "max"  # max of the modalities' standardised scores; weighted: the run's anomaly weights; equal: mean
+    alert_k: Positive = 2  # alert when alert_k of the last alert_m fused windows exceed the threshold ...
+    alert_m: Positive = 3  # ... once per episode; re-armed when fewer than alert_k of the last alert_m do
+    false_alerts_per_weld: Annotated[float, Field(ge=0)] = 0.05  # threshold: at most this many alerts per VAL Good weld
+    bank_ratio: Annotated[float, Field(gt=0, le=1)] = 1.0  # share of the Good TRAIN window tokens kept (greedy coreset)
+    bank_max: Positive = 50000  # tokens per modality bank at most (a coreset beyond)
+    stall_seconds: PositiveFloat = 2.0  # a modality this far behind the others is reported stopped
+    gap_seconds: PositiveFloat = 0.4  # consecutive items further apart than this (and 3 periods) are a gap
+    coverage: Annotated[float, Field(gt=0, le=1)] = 0.8  # share of a window its items must cover to be scored
+    audio_block: PositiveFloat = 0.1  # replay: seconds of audio per chunk
+    sensor_rate: PositiveFloat = 8.6  # replay: rows per second when a log's timestamps cannot be used
+
+    @model_validator(mode="after")
+    def _rule(self) -> MonitorConfig:
+        if self.alert_k > self.alert_m:
+            raise ValueError(f"alert_k {self.alert_k} must not exceed alert_m {self.alert_m}")
+        unknown = sorted(set(self.modalities) - {"video", "audio", "sensor"})
+        if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities must be distinct names among video, audio, sensor, got {self.modalities}")
+        return self
+
+    def window(self, modality: str) -> MonitorWindow:
+        return getattr(self, modality)
+
+
 class Config(Section):
     seed: int = 0
     protocol: str = "classify"  # a registered protocol: classify (SupCon + k-NN) | anomaly (distance to Good welds)
@@ -275,6 +321,7 @@ class Config(Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @field_validator("protocol")
     @classmethod

@@ -10,6 +10,7 @@ from weldfusion.cli import data_commands
 from weldfusion.cli.demo_command import add_demo
 from weldfusion.cli.evaluate_command import add_evaluate
 from weldfusion.cli.info_command import add_info
+from weldfusion.cli.monitor_command import add_monitor
 from weldfusion.cli.predict_command import add_predict
 from weldfusion.cli.train_command import add_diagnose, add_train
 from weldfusion.cli.console import err
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_diagnose(commands)
     add_evaluate(commands)
     add_predict(commands)
+    add_monitor(commands)
     add_info(commands)
     add_demo(commands)
     return parser

@@ -347,7 +347,7 @@ def read_sensor(path: Path, settings: SensorData, max_mb: int = 2048) -> Decoded
     and rows are bounded before pandas parses anything.
     """
     check_size(path, min(max_mb, settings.max_mb))
-    rows = _csv_rows(path, settings.max_fields, settings.max_rows)
+    rows = csv_rows(path, settings.max_fields, settings.max_rows)
     header = [name.strip() for name in rows[0]]
     absent = [c for c in settings.channels if c not in header]
     if absent:
@@ -407,7 +407,7 @@ def row_times(header: list[str], rows: list[list[str]]) -> tuple[np.ndarray, str
     return np.arange(len(rows)) * interval, f"timestamps {why}; times by row index at {1 / interval:.3g} rows/s"
 
 
-def _csv_rows(path: Path, max_fields: int, max_rows: int) -> list[list[str]]:
+def csv_rows(path: Path, max_fields: int, max_rows: int) -> list[list[str]]:
     """The file's rows as text cells (header first), within the field and row bounds."""
     rows: list[list[str]] = []
     try:

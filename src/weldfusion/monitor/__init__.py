@@ -1,0 +1,1 @@
+"""Watching a weld while it is being made (SPEC §12): streaming windows, alerts, verdicts."""
