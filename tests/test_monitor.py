@@ -26,7 +26,9 @@ from weldfusion.config import load_config
 from weldfusion.data.categories import GOOD
 from weldfusion.engine import fit_run
 from weldfusion.monitor.alerts import Hysteresis, alerts, choose_threshold, levels_of
-from weldfusion.monitor.replay import SOURCES, folder_weld, replay, row_times
+from weldfusion.data.readers import row_times
+from weldfusion.data.samples import folder_sample
+from weldfusion.monitor.replay import SOURCES, replay
 from weldfusion.monitor.session import Monitor, WeldSession
 from weldfusion.monitor.streams import MAX_ITEMS
 from weldfusion.runs import load_run_data
@@ -82,14 +84,14 @@ def spike(source: Path, target: Path, window: tuple[float, float]) -> Path:
 
 def run_weld(monitor: Monitor, folder: Path, speed: float | None = None) -> list[dict]:
     events: list[dict] = []
-    sample = folder_weld(folder, monitor.model.modalities)
+    sample = folder_sample(folder, monitor.model.modalities, "nothing to monitor")
     replay(monitor.start(str(folder)), sample, monitor.run.config, speed, events.extend)
     return events
 
 
 def chunks(monitor: Monitor, folder: Path) -> list[tuple]:
     """A weld's chunks in arrival order, as the replay merges them."""
-    sample = folder_weld(folder, monitor.model.modalities)
+    sample = folder_sample(folder, monitor.model.modalities, "nothing to monitor")
     return list(heapq.merge(*(SOURCES[m](sample.files[m][0], monitor.run.config) for m in monitor.model.modalities)))
 
 
@@ -349,17 +351,18 @@ def test_a_frame_of_the_wrong_size_is_reported_and_dropped(setup):
 
 
 def test_non_monotonic_sensor_timestamps_are_replayed_by_row_index(setup, tmp_path):
-    times, note = row_times(["01-02-23 10:00:00.000", "01-02-23 10:00:00.120", "01-02-23 10:00:00.110", "01-02-23 10:00:00.350"], 4, 8.6)
-    assert "not strictly increasing" in note and np.allclose(np.diff(times), np.diff(times)[0])
-    times, note = row_times(["01/02/2023 10:00:00.000", "01/02/2023 10:00:00.116"], 2, 8.6)
-    assert note == "" and np.allclose(times, [0.0, 0.116])
+    stamps = ["01-02-23 10:00:00.000", "01-02-23 10:00:00.120", "01-02-23 10:00:00.110", "01-02-23 10:00:00.350"]
+    times, note = row_times(["Date", "Time"], [s.split(" ") for s in stamps], 8.6)
+    assert "not monotonic" in note and np.allclose(np.diff(times), np.diff(times)[0])
+    times, note = row_times(["Date", "Time"], [["01/02/2023", "10:00:00.000"], ["01/02/2023", "10:00:00.116"]], 8.6)
+    assert note is None and np.allclose(times, [0.0, 0.116])
     folder = shutil.copytree(setup["good"].folder, tmp_path / setup["good"].folder.name)
     log = next(folder.glob("*.csv"))
     frame = pd.read_csv(log, dtype=str, keep_default_na=False)
     frame.loc[[3, 4], "Time"] = frame.loc[[4, 3], "Time"].to_numpy()
     frame.to_csv(log, index=False)
     events = run_weld(setup["monitor"], folder)
-    assert any("rows replayed by index" in p for p in problems(events, "sensor"))
+    assert any("times by row index" in p for p in problems(events, "sensor"))
     assert scored_after(events, "sensor", 1.0)
 
 

@@ -16,8 +16,7 @@ from weldfusion.config import load_config
 from weldfusion.data.categories import GOOD
 from weldfusion.data.manifest import read_manifest
 from weldfusion.data.readers import row_times
-from weldfusion.data.samples import build_samples
-from weldfusion.evaluation.predict import folder_sample
+from weldfusion.data.samples import build_samples, folder_sample
 from weldfusion.features import FeatureSource
 from weldfusion.models.bank import MemoryBank, greedy_coreset
 from weldfusion.models.layout import token_set

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from weldfusion.cli.console import err, out
 from weldfusion.errors import InputError
-from weldfusion.monitor.replay import folder_weld, replay
+from weldfusion.data.samples import folder_sample
+from weldfusion.monitor.replay import replay
 from weldfusion.monitor.session import Monitor
 from weldfusion.monitor.sinks import JsonlSink, MqttSink
 
@@ -47,7 +48,7 @@ def run_monitor(args: argparse.Namespace) -> int:
             sinks.append(MqttSink(args.mqtt))
         for folder in args.replay:
             try:
-                sample = folder_weld(folder, monitor.model.modalities)
+                sample = folder_sample(folder, monitor.model.modalities, "nothing to monitor")
             except InputError as exc:
                 refused.append(str(exc))
                 err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -338,24 +338,13 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float = 1200.0, max_mb
 
 
 def read_sensor(path: Path, settings: SensorData, max_mb: int = 2048) -> Decoded:
-    """The named channels resampled to `settings.steps` rows, in raw units (standardisation comes later).
+    """The named channels resampled to `settings.steps` rows, in raw units (standardisation comes later),
+    and the span of seconds they cover (the arc-on rows' times, `row_times`).
 
-    Header whitespace is stripped and channels are selected by name; values are aligned to the header
-    whatever the rows' trailing fields (a row with one field more than the header is a common export
-    quirk). Timestamps are ignored (some real logs are non-monotonic). Empty, non-numeric, non-finite
-    and out-of-bounds cells (`settings.limits`) are interpolated and reported. Size, fields per line
-    and rows are bounded before pandas parses anything.
+    Empty, non-numeric, non-finite and out-of-bounds cells (`settings.limits`) are interpolated and
+    reported. Size, fields per line and rows are bounded before pandas parses anything.
     """
-    check_size(path, min(max_mb, settings.max_mb))
-    rows = csv_rows(path, settings.max_fields, settings.max_rows)
-    header = [name.strip() for name in rows[0]]
-    absent = [c for c in settings.channels if c not in header]
-    if absent:
-        raise ModalityError(path, f"missing column(s) {', '.join(absent)} (header: {','.join(rows[0])[:200]})")
-    columns = [header.index(c) for c in settings.channels]
-    kept = [row for row in rows[1:] if any(cell.strip() for cell in row)]
-    cells = [[row[i] if i < len(row) else "" for i in columns] for row in kept]
-    values = pd.DataFrame(cells, columns=settings.channels, dtype=str).apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
+    values, times, note = sensor_table(path, settings, max_mb)
     if len(values) < MIN_SENSOR_ROWS:
         raise ModalityError(path, f"only {len(values)} data row(s)")
     notes = []
@@ -374,7 +363,6 @@ def read_sensor(path: Path, settings: SensorData, max_mb: int = 2048) -> Decoded
             notes.append(f"{broken} non-finite or out-of-bounds cell(s) (data.sensor.limits) interpolated")
         values = values.interpolate(limit_direction="both")
     array = values.to_numpy(dtype=np.float64)
-    times, note = row_times(header, kept)
     notes += [note] if note else []
     first, last = 0, len(array) - 1
     if settings.crop_to_arc:
@@ -387,9 +375,30 @@ def read_sensor(path: Path, settings: SensorData, max_mb: int = 2048) -> Decoded
     return Decoded(resample_rows(array[first : last + 1], settings.steps).astype(np.float32), notes, span=span)
 
 
-def row_times(header: list[str], rows: list[list[str]]) -> tuple[np.ndarray, str | None]:
+def sensor_table(path: Path, settings: SensorData, max_mb: int = 2048, default_rate: float = SENSOR_RATE,
+                 ) -> tuple[pd.DataFrame, np.ndarray, str | None]:  # fmt: skip
+    """The named channels of a sensor log as numbers (NaN where a cell is not one), each row's time in
+    seconds and a note when the timestamps could not be used (`row_times`).
+
+    Header whitespace is stripped and channels are selected by name; values are aligned to the header
+    whatever the rows' trailing fields (a row with one field more than the header is a common export quirk).
+    """
+    check_size(path, min(max_mb, settings.max_mb))
+    rows = csv_rows(path, settings.max_fields, settings.max_rows)
+    header = [name.strip() for name in rows[0]]
+    absent = [c for c in settings.channels if c not in header]
+    if absent:
+        raise ModalityError(path, f"missing column(s) {', '.join(absent)} (header: {','.join(rows[0])[:200]})")
+    columns = [header.index(c) for c in settings.channels]
+    kept = [row for row in rows[1:] if any(cell.strip() for cell in row)]
+    cells = [[row[i] if i < len(row) else "" for i in columns] for row in kept]
+    values = pd.DataFrame(cells, columns=settings.channels, dtype=str).apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
+    return values, *row_times(header, kept, default_rate)
+
+
+def row_times(header: list[str], rows: list[list[str]], default_rate: float = SENSOR_RATE) -> tuple[np.ndarray, str | None]:
     """Seconds from the first row: the Date and Time columns where (most of) them parse and they never
-    go back, else the row index at the median interval of the timestamps (or at SENSOR_RATE), with a note."""
+    go back, else the row index at the median interval of the timestamps (or at `default_rate`), with a note."""
     stamps = None
     if "Date" in header and "Time" in header:
         d, t = header.index("Date"), header.index("Time")
@@ -402,7 +411,7 @@ def row_times(header: list[str], rows: list[list[str]]) -> tuple[np.ndarray, str
     if stamps is not None and len(stamps) > 1 and np.all(np.diff(stamps) >= 0) and stamps[-1] > 0:
         return stamps, None
     steps = np.diff(stamps) if stamps is not None else np.zeros(0)
-    interval = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1 / SENSOR_RATE
+    interval = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1 / default_rate
     why = "not monotonic" if stamps is not None else "missing or unreadable"
     return np.arange(len(rows)) * interval, f"timestamps {why}; times by row index at {1 / interval:.3g} rows/s"
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from weldfusion.data.categories import GOOD
 from weldfusion.data.manifest import Manifest
 from weldfusion.data.problems import Problem
+from weldfusion.errors import InputError
 from weldfusion.registry import MODALITIES
 
 @dataclass(frozen=True)
@@ -105,3 +107,15 @@ def build_samples(root: Path, manifest: Manifest, modalities: tuple[str, ...] | 
             problems.extend(Problem(row.key, m, why) for m, why in missing.items())
         samples.append(Sample(row.key, row.session, int(row.label), row.split, folder, files, missing))
     return samples, problems
+
+
+def folder_sample(folder: Path, modalities: list[str] | tuple[str, ...], none_usable: str = "no usable modality") -> Sample:
+    """A weld folder outside any manifest (`predict`, `monitor`) as a sample; InputError (one line,
+    `none_usable` and the reasons) when none of `modalities` can be used at all."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a directory")
+    files, missing = locate_files(folder, folder.name, tuple(modalities), within=folder.resolve())
+    if not any(m in files and m not in missing for m in modalities):
+        raise InputError(f"{folder}: {none_usable} (" + "; ".join(f"{m}: {why}" for m, why in missing.items()) + ")")
+    return Sample(key=str(folder), session="", label=GOOD, split=None, folder=folder, files=files, missing=missing)

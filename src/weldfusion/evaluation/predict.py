@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weldfusion.data.categories import GOOD
-from weldfusion.data.samples import Sample, locate_files
+from weldfusion.data.samples import folder_sample
 from weldfusion.errors import InputError
 from weldfusion.evaluation.explain import weld_pictures
 from weldfusion.io import write_atomic
@@ -40,17 +39,6 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def folder_sample(folder: Path, modalities: list[str]) -> Sample:
-    """A weld folder as a sample; InputError (one line) when none of `modalities` can be used at all."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a directory")
-    files, missing = locate_files(folder, folder.name, tuple(modalities), within=folder.resolve())
-    if not any(m in files and m not in missing for m in modalities):
-        raise InputError(f"{folder}: no usable modality (" + "; ".join(f"{m}: {why}" for m, why in missing.items()) + ")")
-    return Sample(key=str(folder), session="", label=GOOD, split=None, folder=folder, files=files, missing=missing)
 
 
 def predict(run: Path, folders: list[Path], say_error=print, threshold: float | None = None,

@@ -72,11 +72,12 @@ class MemoryBank:
         """(n, D) query tokens -> (n,) mean Euclidean distance to their `k` nearest bank tokens, not
         counting the tokens of weld `exclude` (a Good TRAIN weld scored against the others)."""
         query = torch.as_tensor(query, dtype=torch.float32)
-        own = self.owners == exclude if exclude is not None else torch.zeros(len(self.tokens), dtype=torch.bool)
-        k = min(k, int((~own).sum()))
+        own = self.owners == exclude if exclude is not None else None
+        owned = int(own.sum()) if own is not None else 0
+        k = min(k, len(self.tokens) - owned)
         if not len(query) or k < 1:
             return np.full(len(query), np.nan, np.float32)
-        wanted = k + int(own.sum())  # enough neighbours that k remain after dropping the weld's own
+        wanted = k + owned  # enough neighbours that k remain after dropping the weld's own
         if torch.device(device).type == "cpu":
             if self._index is None:
                 self._index = faiss.IndexFlatL2(self.tokens.shape[1])
@@ -88,7 +89,7 @@ class MemoryBank:
             found = [torch.cdist(chunk.to(device), bank).topk(wanted, largest=False) for chunk in query.split(CHUNK)]
             squared = torch.cat([f.values.cpu() for f in found]) ** 2
             indices = torch.cat([f.indices.cpu() for f in found])
-        if exclude is not None:  # the weld's own neighbours move to the end; at least k others remain in front
+        if own is not None:  # the weld's own neighbours move to the end; at least k others remain in front
             squared = torch.where(own[indices], torch.inf, squared).sort(dim=1).values
         return squared[:, :k].clamp(min=0).sqrt().mean(1).numpy()
 

@@ -18,29 +18,15 @@ from typing import Any
 
 import av
 import numpy as np
-import pandas as pd
 import soundfile as sf
 
 from weldfusion.config import Config, SensorData
-from weldfusion.data.readers import csv_rows, check_size, first_line
-from weldfusion.data.samples import Sample, locate_files
-from weldfusion.data.categories import GOOD
+from weldfusion.data.readers import check_size, first_line, sensor_table
+from weldfusion.data.samples import Sample
 from weldfusion.errors import InputError, ModalityError
 from weldfusion.monitor.session import Event, WeldSession
 
 Chunk = tuple[float, int, str, Any]  # (time it is complete, tie-break, modality or "problem", payload)
-TIME_FORMATS = ("%m-%d-%y %H:%M:%S.%f", "%m/%d/%Y %H:%M:%S.%f", "%m-%d-%y %H:%M:%S", "%m/%d/%Y %H:%M:%S")
-
-
-def folder_weld(folder: Path, modalities: list[str]) -> Sample:
-    """A weld folder as a sample of the monitored modalities; InputError (one line) when it has none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a directory")
-    files, missing = locate_files(folder, folder.name, tuple(modalities), within=folder.resolve())
-    if not any(m in files and m not in missing for m in modalities):
-        raise InputError(f"{folder}: nothing to monitor (" + "; ".join(f"{m}: {why}" for m, why in missing.items()) + ")")
-    return Sample(key=str(folder), session="", label=GOOD, split=None, folder=folder, files=files, missing=missing)
 
 
 def replay(session: WeldSession, sample: Sample, config: Config, speed: float | None = None,
@@ -100,38 +86,9 @@ def sensor_chunks(path: Path, config: Config) -> Iterator[Chunk]:
 
 def sensor_log(path: Path, settings: SensorData, default_rate: float, max_mb: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Row times (seconds from the first row), the channels' values (NaN where a cell is not a number) and
-    a note when the timestamps could not be used."""
-    check_size(path, min(max_mb, settings.max_mb))
-    rows = csv_rows(path, settings.max_fields, settings.max_rows)
-    header = [name.strip() for name in rows[0]]
-    absent = [c for c in [*settings.channels, "Date", "Time"] if c not in header]
-    if any(c in settings.channels for c in absent):
-        raise ModalityError(path, f"missing column(s) {', '.join(absent)} (header: {','.join(rows[0])[:200]})")
-    body = [row for row in rows[1:] if any(cell.strip() for cell in row)]
-    cell = lambda row, name: row[header.index(name)].strip() if header.index(name) < len(row) else ""  # noqa: E731
-    values = pd.DataFrame([[cell(r, c) for c in settings.channels] for r in body], dtype=str)
-    values = values.apply(lambda col: pd.to_numeric(col, errors="coerce")).to_numpy(np.float64)
-    stamps = None if absent else [f"{cell(r, 'Date')} {cell(r, 'Time')}" for r in body]
-    times, note = row_times(stamps, len(body), default_rate)
-    return times, values, note
-
-
-def row_times(stamps: list[str] | None, count: int, default_rate: float) -> tuple[np.ndarray, str]:
-    """Seconds from the first row; by row index at the median rate when the stamps are missing,
-    unparsable or not strictly increasing."""
-    parsed = None
-    if stamps:
-        for fmt in TIME_FORMATS:
-            attempt = pd.to_datetime(pd.Series(stamps), format=fmt, errors="coerce")
-            if attempt.notna().all():
-                parsed = (attempt - attempt.iloc[0]).dt.total_seconds().to_numpy()
-                break
-    if parsed is not None and (len(parsed) < 2 or (np.diff(parsed) > 0).all()):
-        return parsed, ""
-    steps = np.diff(parsed) if parsed is not None else np.zeros(0)
-    rate = 1.0 / float(np.median(steps[steps > 0])) if (steps > 0).sum() >= max(2, len(steps) // 2) else default_rate
-    why = "not strictly increasing" if parsed is not None else "missing or unparsable"
-    return np.arange(count) / rate, f"timestamps {why}: rows replayed by index at {rate:.2f} Hz"
+    a note when the timestamps could not be used (the reader's `sensor_table`)."""
+    values, times, note = sensor_table(path, settings, max_mb, default_rate)
+    return times, values.to_numpy(np.float64), note or ""
 
 
 SOURCES: dict[str, Callable[[Path, Config], Iterator[Chunk]]] = {"video": video_chunks, "audio": audio_chunks, "sensor": sensor_chunks}
