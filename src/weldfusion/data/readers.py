@@ -29,6 +29,8 @@ from torch.utils.data import get_worker_info
 from weldfusion.config import SensorData
 from weldfusion.errors import ModalityError
 
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # a damaged video is our one line, not OpenCV's warnings
+
 MIN_AUDIO_SECONDS = 0.1
 MIN_SENSOR_ROWS = 2
 DEFAULT_FPS = 30.0  # the real videos' rate, for a header without one
