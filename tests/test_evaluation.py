@@ -9,13 +9,10 @@ from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
 from weldfusion.cli.main import main
-from weldfusion.config import load_config
 from weldfusion.metrics import knn
-from weldfusion.engine import fit_run
 from weldfusion.protocols.anomaly import fuse, weight_grid
 from weldfusion.metrics.figures import auroc, equal_error_threshold
 from weldfusion.evaluation.evaluate import evaluate_run
-from weldfusion.synth.generate import synthesize
 from tests.conftest import copy_dataset
 
 SPEC_KEYS = ("protocol", "split", "n_reference", "n_query", "k", "metric", "accuracy", "f1_macro", "f1_weighted",

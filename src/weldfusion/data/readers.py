@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field

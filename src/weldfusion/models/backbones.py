@@ -17,14 +17,8 @@ from urllib.parse import urlparse
 import torch
 from huggingface_hub import constants
 from transformers import (
-    ASTConfig,
-    ASTModel,
-    Dinov2Config,
-    Dinov2Model,
     PretrainedConfig,
     PreTrainedModel,
-    VJEPA2Config,
-    VJEPA2Model,
 )
 
 from transformers.utils import logging as transformers_logging
