@@ -41,7 +41,8 @@ from weldfusion.features import build_transforms
 from weldfusion.models.cache import fill_cache, frozen_modalities, open_stores
 from weldfusion.models.devices import autocast, loader_workers, pin_memory
 from weldfusion.models.model import build_encoder
-from weldfusion.monitor.replay import folder_weld, replay
+from weldfusion.data.samples import folder_sample
+from weldfusion.monitor.replay import replay
 from weldfusion.monitor.session import Monitor as WeldMonitor
 from weldfusion.synth.generate import synthesize
 
@@ -185,7 +186,7 @@ def monitor_rate(root: Path, run: Path, config: Config, folders: list[Path], dev
     weld_monitor = WeldMonitor.load(run, say=lambda *a: None, device=device)
     fit_s, stream_s, wall_s = time.perf_counter() - started, 0.0, 0.0
     for folder in folders:
-        sample = folder_weld(folder, weld_monitor.model.modalities)
+        sample = folder_sample(folder, weld_monitor.model.modalities, "nothing to monitor")
         started = time.perf_counter()
         stream_s += replay(weld_monitor.start(str(folder)), sample, weld_monitor.run.config)
         synchronise(device)

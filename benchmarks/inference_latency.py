@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from weldfusion.config import load_config
 from weldfusion.data.dataset import WeldDataset, decode_sample
 from weldfusion.metrics import knn
-from weldfusion.evaluation.predict import folder_sample
+from weldfusion.data.samples import folder_sample
 from weldfusion.models.artifact import LoadedModel, load_model, load_reference
 from weldfusion.features import build_transforms
 from weldfusion.synth.generate import synthesize
